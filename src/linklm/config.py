@@ -1,0 +1,158 @@
+"""Typed configuration: dataclass defaults, overridden by a YAML file, overridden by `key=value`.
+
+    cfg = load_config("configs/default.yaml", ["data.seed=7", "data.dataset=ml-1m"])
+
+Unknown keys, wrong types and out-of-range values raise `UserError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from linklm.errors import UserError
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "ml-100k"  # (str) a GroupLens name (ml-100k, ml-1m, ml-32m, ...); ml-100k is embedded
+    path: str | None = None  # (str) a local zip or folder to read instead of the embedded/downloaded data
+    cache_dir: str = "data"  # (str) processed tables and downloads live here, one folder per cache key
+    val_ratio: float = 0.1  # (float) share of ratings held out as val supervision edges
+    test_ratio: float = 0.1  # (float) share of ratings held out as test supervision edges
+    # Share of train edges used only as supervision, never for message passing (PyG's tutorial: 0.3).
+    disjoint_train_ratio: float = 0.3
+    neg_ratio: float = 1.0  # (float) fixed val/test negatives per positive
+    seed: int = 42  # (int) seed of the split and of the fixed negatives
+
+    def validate(self) -> None:
+        for key in ("val_ratio", "test_ratio", "disjoint_train_ratio"):
+            value = getattr(self, key)
+            if not 0.0 <= value < 1.0:
+                raise UserError(f"config key data.{key} must be in [0, 1), got {value}")
+        if self.val_ratio + self.test_ratio >= 1.0:
+            raise UserError("config keys data.val_ratio + data.test_ratio must be < 1")
+        if self.neg_ratio <= 0:
+            raise UserError(f"config key data.neg_ratio must be > 0, got {self.neg_ratio}")
+
+
+@dataclass
+class Config:
+    name: str = "default"  # (str) run name: artifacts go to <runs_dir>/<name>/
+    runs_dir: str = "runs"  # (str) parent folder of all runs
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def validate(self) -> None:
+        if not self.name or "/" in self.name or self.name in (".", ".."):
+            raise UserError(f"config key name must be a plain folder name, got {self.name!r}")
+        self.data.validate()
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check `value` against the type hint of `key`; ints are accepted where floats are expected."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except UserError:
+                pass
+        raise UserError(f"config key {key} has the wrong type: {value!r}")
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise UserError(f"config key {key} must be a list, got {value!r}")
+        return [_coerce(v, item, key) for v in value]
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if hint in (int, float) and isinstance(value, bool):
+        raise UserError(f"config key {key} must be a {hint.__name__}, got {value!r}")
+    if not isinstance(value, hint):
+        raise UserError(f"config key {key} must be a {hint.__name__}, got {value!r}")
+    return value
+
+
+def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in updates.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise UserError(f"unknown config key {full} (known: {', '.join(sorted(names))})")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            if not isinstance(value, dict):
+                raise UserError(f"config key {full} must be a mapping, got {value!r}")
+            _apply(current, value, prefix=f"{full}.")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], full))
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Turn `["data.seed=7"]` into `{"data": {"seed": 7}}`; values are parsed as YAML scalars."""
+    nested: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"override {item!r} must look like key=value")
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            value = raw
+        node = nested
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise UserError(f"override {item!r} conflicts with another override")
+        node[leaf] = value
+    return nested
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    cfg = Config()
+    if path is not None:
+        path = Path(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise UserError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UserError(f"{path}: not a readable YAML config ({reason})") from None
+        if loaded is not None:
+            if not isinstance(loaded, dict):
+                raise UserError(f"{path}: a config must be a YAML mapping")
+            _apply(cfg, loaded)
+    if overrides:
+        _apply(cfg, parse_overrides(overrides))
+    cfg.validate()
+    return cfg
+
+
+def data_config(**kwargs: Any) -> DataConfig:
+    """A validated `DataConfig` from keyword arguments (the Python API's entry)."""
+    cfg = DataConfig()
+    _apply(cfg, kwargs, prefix="data.")
+    cfg.validate()
+    return cfg

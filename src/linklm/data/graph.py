@@ -1,0 +1,364 @@
+"""A bipartite source–target graph, its one seeded split, fixed negatives and the seed's tables.
+
+`BipartiteGraphManager` holds three tables and derives everything else from them:
+    source_df: source_idx, source_id [, features]          one row per source node (users)
+    target_df: target_idx, target_id, title, genres         one row per target node (movies)
+    edge_df:   source_idx, target_idx, source_id, target_id, rating, timestamp, split, supervision
+    neg_df:    source_idx, target_idx, split                fixed val/test negatives
+
+The split follows PyG's RandomLinkSplit: val and test supervision edges are disjoint from train;
+train edges are message-passing edges, of which `disjoint_train_ratio` are supervision-only (with a
+ratio of 0 every train edge is both); val passes messages over all train edges, test over train and
+val. Reverse edges are derived from the forward ones, so they are always split together.
+
+Any dataset with a source table, a target table and an edge table plugs in through
+`BipartiteGraphManager.from_tables(...)`; `MovieLensManager` is the MovieLens front end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from linklm.config import DataConfig
+from linklm.errors import UserError
+from linklm.io import atomic_dir, write_json
+
+# Bump when the layout or semantics of the cached tables change: it is part of every cache key.
+CACHE_FORMAT = 1
+SPLITS = ("train", "val", "test")
+LLM_COLUMNS = ["source_id", "target_id", "split", "labels", "prompt_feature_title", "prompt_feature_genres"]
+_TABLES = ("source_df", "target_df", "edge_df", "neg_df")
+
+
+def assign_split(n_edges: int, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded RandomLinkSplit roles for `n_edges` edges.
+
+    Returns `split` (object array of "train"/"val"/"test") and `supervision` (bool): for train
+    edges, whether the edge is a supervision edge; val/test edges are always supervision edges.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    perm = rng.permutation(n_edges)
+    n_val = int(math.floor(cfg.val_ratio * n_edges))
+    n_test = int(math.floor(cfg.test_ratio * n_edges))
+    n_train = n_edges - n_val - n_test
+    if n_train <= 0 or (cfg.val_ratio > 0 and n_val == 0) or (cfg.test_ratio > 0 and n_test == 0):
+        raise UserError(f"too few ratings ({n_edges}) for val_ratio={cfg.val_ratio}, test_ratio={cfg.test_ratio}")
+    split = np.empty(n_edges, dtype=object)
+    split[perm[:n_train]] = "train"
+    split[perm[n_train : n_train + n_val]] = "val"
+    split[perm[n_train + n_val :]] = "test"
+    supervision = np.ones(n_edges, dtype=bool)
+    n_disjoint = int(math.floor(cfg.disjoint_train_ratio * n_train))
+    if n_disjoint > 0:
+        # The last n_disjoint train edges of the permutation are supervision-only; the rest pass messages.
+        supervision[perm[: n_train - n_disjoint]] = False
+    return split, supervision
+
+
+def sample_negatives(
+    n_source: int, n_target: int, positive_keys: np.ndarray, count: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """`count` distinct uniform (source, target) pairs, none of them in `positive_keys`.
+
+    positive_keys: sorted int64 array of `source * n_target + target` for every known edge.
+    """
+    free = n_source * n_target - len(positive_keys)
+    if count > free:
+        raise UserError(f"the graph is too dense: {count} negatives asked for, only {free} non-edges exist")
+    chosen = np.empty(0, dtype=np.int64)
+    while len(chosen) < count:
+        need = count - len(chosen)
+        draw = rng.integers(0, n_source * n_target, size=int(need * 1.2) + 64, dtype=np.int64)
+        pos = np.searchsorted(positive_keys, draw)
+        pos[pos == len(positive_keys)] = 0
+        draw = draw[positive_keys[pos] != draw] if len(positive_keys) else draw
+        draw = np.concatenate([chosen, draw])
+        _, first = np.unique(draw, return_index=True)
+        chosen = draw[np.sort(first)][:count]  # keep draw order, so the result is reproducible
+    return chosen // n_target, chosen % n_target
+
+
+def genre_vocabulary(target_df: pd.DataFrame) -> list[str]:
+    return sorted({g for genres in target_df["genres"] for g in genres})
+
+
+class BipartiteGraphManager:
+    """The split graph and the seed's tables for any source–target–edge dataset."""
+
+    source_type = "user"
+    relation = "rates"
+    target_type = "movie"
+
+    def __init__(self, tables: dict[str, pd.DataFrame], config: DataConfig, folder: Path | None = None):
+        self.config = config
+        self.folder = folder
+        self.source_df: pd.DataFrame = tables["source_df"]
+        self.target_df: pd.DataFrame = tables["target_df"]
+        self.edge_df: pd.DataFrame = tables["edge_df"]
+        self.neg_df: pd.DataFrame = tables["neg_df"]
+        self._llm: tuple[pd.DataFrame, pd.DataFrame] | None = None
+
+    # --- construction -------------------------------------------------------------------------
+
+    @classmethod
+    def from_tables(
+        cls, source_df: pd.DataFrame, target_df: pd.DataFrame, edge_df: pd.DataFrame, config: DataConfig
+    ) -> BipartiteGraphManager:
+        """Build from raw tables: `source_df` has `source_id`, `target_df` has `target_id` (and
+        `title`, `genres`), `edge_df` has `source_id`, `target_id` (and optionally `rating`, `timestamp`)."""
+        return cls(build_tables(source_df, target_df, edge_df, config), config)
+
+    @classmethod
+    def load(cls, folder: Path, config: DataConfig) -> BipartiteGraphManager:
+        return cls(load_tables(folder), config, folder)
+
+    def save(self, folder: Path, meta: dict[str, Any]) -> None:
+        """Write every table and the resolved config into `folder` in one atomic rename."""
+        with atomic_dir(folder) as tmp:
+            for name in _TABLES:
+                getattr(self, name).to_parquet(tmp / f"{name}.parquet", index=False)
+            write_json(tmp / "config.json", {"data": self.config.__dict__})
+            write_json(tmp / "meta.json", {**meta, "summary": self.summary()})
+        self.folder = folder
+
+    # --- sizes --------------------------------------------------------------------------------
+
+    @property
+    def num_sources(self) -> int:
+        return len(self.source_df)
+
+    @property
+    def num_targets(self) -> int:
+        return len(self.target_df)
+
+    def summary(self) -> dict[str, Any]:
+        edges = self.edge_df
+        counts: dict[str, Any] = {
+            "users": self.num_sources,
+            "movies": self.num_targets,
+            "ratings": len(edges),
+        }
+        for split in SPLITS:
+            counts[split] = {
+                "message_passing": int(len(self.message_passing_index(split)[0])),
+                "supervision_pos": int(len(self.supervision(split)[0])),
+                "supervision_neg": int((self.neg_df["split"] == split).sum()),
+            }
+        return counts
+
+    # --- edges by role ------------------------------------------------------------------------
+
+    def _edges(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        e = self.edge_df
+        return e["source_idx"].to_numpy()[mask], e["target_idx"].to_numpy()[mask]
+
+    def message_passing_index(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Edges whose messages build the embeddings of `split`: train's own message-passing
+        edges for train, all train edges for val, train and val edges for test."""
+        s = self.edge_df["split"].to_numpy()
+        if split == "train":
+            # With disjoint_train_ratio = 0 every train edge is both message passing and supervision.
+            mp = ~self.edge_df["supervision"].to_numpy() | (self.config.disjoint_train_ratio == 0)
+            return self._edges((s == "train") & mp)
+        if split == "val":
+            return self._edges(s == "train")
+        if split == "test":
+            return self._edges((s == "train") | (s == "val"))
+        raise UserError(f"unknown split {split!r} (train, val or test)")
+
+    def supervision(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """Positive supervision edges of `split`."""
+        e = self.edge_df
+        mask = (e["split"] == split).to_numpy() & e["supervision"].to_numpy()
+        return self._edges(mask)
+
+    # --- PyG views ----------------------------------------------------------------------------
+
+    def _hetero(self, src: np.ndarray, dst: np.ndarray):
+        from torch_geometric.data import HeteroData
+
+        data = HeteroData()
+        data[self.source_type].node_id = torch.arange(self.num_sources)
+        data[self.source_type].num_nodes = self.num_sources
+        data[self.target_type].node_id = torch.arange(self.num_targets)
+        data[self.target_type].x = self.target_features()
+        edge_index = torch.from_numpy(np.stack([src, dst])).long()
+        data[self.source_type, self.relation, self.target_type].edge_index = edge_index
+        data[self.target_type, f"rev_{self.relation}", self.source_type].edge_index = edge_index.flip(0)
+        return data
+
+    def target_features(self) -> torch.Tensor:
+        """One-hot genres: (num_targets, num_genres) float."""
+        vocab = {g: i for i, g in enumerate(genre_vocabulary(self.target_df))}
+        x = torch.zeros(self.num_targets, max(len(vocab), 1))
+        for row, genres in enumerate(self.target_df["genres"]):
+            for g in genres:
+                x[row, vocab[g]] = 1.0
+        return x
+
+    @property
+    def data(self):
+        """The whole graph as a PyG `HeteroData`, with the reverse relation."""
+        return self._hetero(self.edge_df["source_idx"].to_numpy(), self.edge_df["target_idx"].to_numpy())
+
+    def split_data(self, split: str):
+        """`HeteroData` of one split, as RandomLinkSplit builds it: `edge_index` holds the
+        message-passing edges, `edge_label_index`/`edge_label` the supervision edges (and, for val
+        and test, the fixed negatives with label 0)."""
+        data = self._hetero(*self.message_passing_index(split))
+        pos_src, pos_dst = self.supervision(split)
+        neg = self.neg_df[self.neg_df["split"] == split]
+        src = np.concatenate([pos_src, neg["source_idx"].to_numpy()])
+        dst = np.concatenate([pos_dst, neg["target_idx"].to_numpy()])
+        store = data[self.source_type, self.relation, self.target_type]
+        store.edge_label_index = torch.from_numpy(np.stack([src, dst])).long()
+        store.edge_label = torch.cat([torch.ones(len(pos_src)), torch.zeros(len(neg))])
+        return data
+
+    @property
+    def train_data(self):
+        return self.split_data("train")
+
+    @property
+    def val_data(self):
+        return self.split_data("val")
+
+    @property
+    def test_data(self):
+        return self.split_data("test")
+
+    # --- the seed's llm_df --------------------------------------------------------------------
+
+    def _build_llm(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        parts = []
+        for split in SPLITS:
+            pos_src, pos_dst = self.supervision(split)
+            neg = self.neg_df[self.neg_df["split"] == split]
+            part = pd.DataFrame(
+                {
+                    "source_idx": np.concatenate([pos_src, neg["source_idx"].to_numpy()]),
+                    "target_idx": np.concatenate([pos_dst, neg["target_idx"].to_numpy()]),
+                    "labels": np.concatenate([np.ones(len(pos_src), np.int64), np.zeros(len(neg), np.int64)]),
+                }
+            )
+            # Shuffle positives and negatives together, reproducibly.
+            rng = np.random.default_rng([self.config.seed, SPLITS.index(split)])
+            part = part.iloc[rng.permutation(len(part))]
+            part.insert(2, "split", split)
+            parts.append(part)
+        idx = pd.concat(parts, ignore_index=True)
+        titles = self.target_df["title"].to_numpy()
+        genre_text = np.array([str(list(g)) for g in self.target_df["genres"]], dtype=object)
+        target_idx = idx["target_idx"].to_numpy()
+        # Categoricals keep the text columns at one int per row even at ml-32m's 30 M rows.
+        llm = pd.DataFrame(
+            {
+                "source_id": self.source_df["source_id"].to_numpy()[idx["source_idx"].to_numpy()],
+                "target_id": self.target_df["target_id"].to_numpy()[target_idx],
+                "split": pd.Categorical(idx["split"], categories=list(SPLITS)),
+                "labels": idx["labels"].to_numpy(),
+                "prompt_feature_title": _categorical(titles, target_idx),
+                "prompt_feature_genres": _categorical(genre_text, target_idx),
+            }
+        )
+        return llm, idx[["source_idx", "target_idx"]]
+
+    @property
+    def llm_df(self) -> pd.DataFrame:
+        """One row per LLM example: train supervision positives (negatives for train are drawn on
+        the fly later) and the fixed val/test positives and negatives. Ids are the dataset's own."""
+        if self._llm is None:
+            self._llm = self._build_llm()
+        return self._llm[0]
+
+    @property
+    def llm_index(self) -> pd.DataFrame:
+        """The contiguous `source_idx`/`target_idx` of each `llm_df` row, aligned row for row."""
+        if self._llm is None:
+            self._llm = self._build_llm()
+        return self._llm[1]
+
+
+def load_tables(folder: Path) -> dict[str, pd.DataFrame]:
+    tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in _TABLES}
+    tables["target_df"]["genres"] = tables["target_df"]["genres"].map(list)
+    return tables
+
+
+def _categorical(values: np.ndarray, index: np.ndarray) -> pd.Categorical:
+    categories, codes = np.unique(values.astype(str), return_inverse=True)
+    return pd.Categorical.from_codes(codes[index], categories=categories)
+
+
+def build_tables(
+    source_df: pd.DataFrame, target_df: pd.DataFrame, edge_df: pd.DataFrame, cfg: DataConfig
+) -> dict[str, pd.DataFrame]:
+    """Index the nodes, collapse duplicate edges, split, and draw the fixed val/test negatives."""
+    targets = target_df.sort_values("target_id", kind="stable").reset_index(drop=True)
+    targets.insert(0, "target_idx", np.arange(len(targets), dtype=np.int64))
+    if "genres" not in targets.columns:
+        targets["genres"] = [[] for _ in range(len(targets))]
+    if "title" not in targets.columns:
+        targets["title"] = targets["target_id"].astype(str)
+
+    edges = edge_df.copy()
+    if "rating" not in edges.columns:
+        edges["rating"] = np.float32(1.0)
+    if "timestamp" not in edges.columns:
+        edges["timestamp"] = np.int64(0)
+    # One edge per (user, movie): the latest rating wins.
+    edges = edges.sort_values(["source_id", "target_id", "timestamp"], kind="stable")
+    edges = edges.drop_duplicates(["source_id", "target_id"], keep="last").reset_index(drop=True)
+
+    source_ids = np.union1d(edges["source_id"].to_numpy(), source_df["source_id"].to_numpy())
+    sources = pd.DataFrame({"source_idx": np.arange(len(source_ids), dtype=np.int64), "source_id": source_ids})
+    extra = [c for c in source_df.columns if c != "source_id"]
+    if extra:
+        sources = sources.merge(source_df.drop_duplicates("source_id"), on="source_id", how="left")
+
+    edges["source_idx"] = np.searchsorted(source_ids, edges["source_id"].to_numpy()).astype(np.int64)
+    target_ids = targets["target_id"].to_numpy()
+    edges["target_idx"] = np.searchsorted(target_ids, edges["target_id"].to_numpy()).astype(np.int64)
+    if len(target_ids) == 0 or (target_ids[np.minimum(edges["target_idx"], len(target_ids) - 1)]
+                                != edges["target_id"].to_numpy()).any():  # fmt: skip
+        raise UserError("some edges point at targets absent from the target table")
+
+    split, supervision = assign_split(len(edges), cfg)
+    edges["split"] = split
+    edges["supervision"] = supervision
+    edges = edges[
+        ["source_idx", "target_idx", "source_id", "target_id", "rating", "timestamp", "split", "supervision"]
+    ]
+
+    n_t = len(targets)
+    keys = np.sort(edges["source_idx"].to_numpy() * n_t + edges["target_idx"].to_numpy())
+    counts = {s: int(round(cfg.neg_ratio * int((split == s).sum()))) for s in ("val", "test")}
+    rng = np.random.default_rng([cfg.seed, 1])
+    neg_src, neg_dst = sample_negatives(len(sources), n_t, keys, counts["val"] + counts["test"], rng)
+    neg = pd.DataFrame({"source_idx": neg_src, "target_idx": neg_dst})
+    neg["split"] = np.array(["val"] * counts["val"] + ["test"] * counts["test"], dtype=object)
+    return {"source_df": sources, "target_df": targets, "edge_df": edges, "neg_df": neg}
+
+
+def format_summary(summary: dict[str, Any], seconds: float | None = None) -> str:
+    lines = [f"users {summary['users']:,}  movies {summary['movies']:,}  ratings {summary['ratings']:,}"]
+    for split in SPLITS:
+        s = summary[split]
+        lines.append(
+            f"{split:<5}  message-passing {s['message_passing']:>9,}  "
+            f"supervision +{s['supervision_pos']:,} / -{s['supervision_neg']:,}"
+        )
+    if seconds is not None:
+        lines.append(f"prepared in {seconds:.2f} s")
+    return "\n".join(lines)
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "meta.json").read_text())
