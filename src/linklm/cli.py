@@ -58,8 +58,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     write_json(run_dir / "config.json", cfg.to_dict())
     manager = _prepare_data(cfg, args.force)
     summary = manager.summary()
-    print(f"[data] {cfg.data.dataset}: {summary['users']:,} users, {summary['movies']:,} movies, "
-          f"{summary['ratings']:,} ratings ({'cache' if manager.from_cache else 'built'}, {manager.seconds:.2f} s)")
+    print(
+        f"[data] {cfg.data.dataset}: {summary['users']:,} users, {summary['movies']:,} movies, "
+        f"{summary['ratings']:,} ratings ({'cache' if manager.from_cache else 'built'}, {manager.seconds:.2f} s)"
+    )
     print(format_summary(summary))
     results: dict[str, Any] = {"dataset": {"name": cfg.data.dataset, **summary}, "environment": _environment()}
     write_json(run_dir / "results.json", results)

@@ -40,8 +40,8 @@ _TABLES = ("source_df", "target_df", "edge_df", "neg_df")
 def assign_split(n_edges: int, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     """Seeded RandomLinkSplit roles for `n_edges` edges.
 
-    Returns `split` (object array of "train"/"val"/"test") and `supervision` (bool): for train
-    edges, whether the edge is a supervision edge; val/test edges are always supervision edges.
+    Returns `split` (int8 codes into SPLITS: 0 train, 1 val, 2 test) and `supervision` (bool): for
+    train edges, whether the edge is a supervision edge; val/test edges are always supervision edges.
     """
     rng = np.random.default_rng(cfg.seed)
     perm = rng.permutation(n_edges)
@@ -50,10 +50,9 @@ def assign_split(n_edges: int, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]
     n_train = n_edges - n_val - n_test
     if n_train <= 0 or (cfg.val_ratio > 0 and n_val == 0) or (cfg.test_ratio > 0 and n_test == 0):
         raise UserError(f"too few ratings ({n_edges}) for val_ratio={cfg.val_ratio}, test_ratio={cfg.test_ratio}")
-    split = np.empty(n_edges, dtype=object)
-    split[perm[:n_train]] = "train"
-    split[perm[n_train : n_train + n_val]] = "val"
-    split[perm[n_train + n_val :]] = "test"
+    split = np.zeros(n_edges, dtype=np.int8)
+    split[perm[n_train : n_train + n_val]] = 1
+    split[perm[n_train + n_val :]] = 2
     supervision = np.ones(n_edges, dtype=bool)
     n_disjoint = int(math.floor(cfg.disjoint_train_ratio * n_train))
     if n_disjoint > 0:
@@ -162,21 +161,20 @@ class BipartiteGraphManager:
     def message_passing_index(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Edges whose messages build the embeddings of `split`: train's own message-passing
         edges for train, all train edges for val, train and val edges for test."""
-        s = self.edge_df["split"].to_numpy()
+        codes = _codes(self.edge_df["split"])
         if split == "train":
             # With disjoint_train_ratio = 0 every train edge is both message passing and supervision.
             mp = ~self.edge_df["supervision"].to_numpy() | (self.config.disjoint_train_ratio == 0)
-            return self._edges((s == "train") & mp)
+            return self._edges((codes == 0) & mp)
         if split == "val":
-            return self._edges(s == "train")
+            return self._edges(codes == 0)
         if split == "test":
-            return self._edges((s == "train") | (s == "val"))
+            return self._edges(codes <= 1)
         raise UserError(f"unknown split {split!r} (train, val or test)")
 
     def supervision(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """Positive supervision edges of `split`."""
-        e = self.edge_df
-        mask = (e["split"] == split).to_numpy() & e["supervision"].to_numpy()
+        mask = (_codes(self.edge_df["split"]) == SPLITS.index(split)) & self.edge_df["supervision"].to_numpy()
         return self._edges(mask)
 
     # --- PyG views ----------------------------------------------------------------------------
@@ -286,6 +284,13 @@ class BipartiteGraphManager:
         return self._llm[1]
 
 
+def _codes(split: pd.Series) -> np.ndarray:
+    """Integer split codes (0 train, 1 val, 2 test) without materialising strings."""
+    if isinstance(split.dtype, pd.CategoricalDtype) and list(split.cat.categories) == list(SPLITS):
+        return split.cat.codes.to_numpy()
+    return pd.Categorical(split, categories=list(SPLITS)).codes
+
+
 def load_tables(folder: Path) -> dict[str, pd.DataFrame]:
     tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in _TABLES}
     tables["target_df"]["genres"] = tables["target_df"]["genres"].map(list)
@@ -331,19 +336,18 @@ def build_tables(
         raise UserError("some edges point at targets absent from the target table")
 
     split, supervision = assign_split(len(edges), cfg)
-    edges["split"] = split
+    edges["split"] = pd.Categorical.from_codes(split, categories=list(SPLITS))
     edges["supervision"] = supervision
-    edges = edges[
-        ["source_idx", "target_idx", "source_id", "target_id", "rating", "timestamp", "split", "supervision"]
-    ]
+    edges = edges[["source_idx", "target_idx", "source_id", "target_id", "rating", "timestamp", "split", "supervision"]]
 
     n_t = len(targets)
     keys = np.sort(edges["source_idx"].to_numpy() * n_t + edges["target_idx"].to_numpy())
-    counts = {s: int(round(cfg.neg_ratio * int((split == s).sum()))) for s in ("val", "test")}
+    counts = {s: int(round(cfg.neg_ratio * int((split == SPLITS.index(s)).sum()))) for s in ("val", "test")}
     rng = np.random.default_rng([cfg.seed, 1])
     neg_src, neg_dst = sample_negatives(len(sources), n_t, keys, counts["val"] + counts["test"], rng)
     neg = pd.DataFrame({"source_idx": neg_src, "target_idx": neg_dst})
-    neg["split"] = np.array(["val"] * counts["val"] + ["test"] * counts["test"], dtype=object)
+    neg_codes = np.repeat(np.array([1, 2], dtype=np.int8), [counts["val"], counts["test"]])
+    neg["split"] = pd.Categorical.from_codes(neg_codes, categories=list(SPLITS))
     return {"source_df": sources, "target_df": targets, "edge_df": edges, "neg_df": neg}
 
 

@@ -171,9 +171,7 @@ def _non_numeric(path: Path, column: str, values: pd.Series) -> pd.Series:
 
 
 def _movies_frame(path: Path, ids: pd.Series, titles: list[str], genres: list[list[str]]) -> pd.DataFrame:
-    movies = pd.DataFrame(
-        {"movie_id": _non_numeric(path, "movie id", ids), "title": titles, "genres": genres}
-    )
+    movies = pd.DataFrame({"movie_id": _non_numeric(path, "movie id", ids), "title": titles, "genres": genres})
     if movies.empty:
         raise UserError(f"{path}: no movies")
     dup = movies["movie_id"].duplicated()
@@ -211,9 +209,7 @@ def read_ml100k(folder: Path) -> RawTables:
     users = None
     if user.is_file():
         urows = [line.split("|") for line in _lines(_decode(user, _read_bytes(user), latin1_fallback=True))]
-        users = pd.DataFrame(
-            [r[:5] for r in urows], columns=["user_id", "age", "gender", "occupation", "zip_code"]
-        )
+        users = pd.DataFrame([r[:5] for r in urows], columns=["user_id", "age", "gender", "occupation", "zip_code"])
         users["user_id"] = _non_numeric(user, "user id", users["user_id"])
     files = [p for p in (data, item, user) if p.is_file()]
     return _check(RawTables("ml-100k", ratings, movies, users, files))
@@ -236,9 +232,7 @@ def read_dat(folder: Path) -> RawTables:
     users = None
     if user.is_file():
         urows = [line.split("::") for line in _lines(_decode(user, _read_bytes(user), latin1_fallback=True))]
-        users = pd.DataFrame(
-            [r[:5] for r in urows], columns=["user_id", "gender", "age", "occupation", "zip_code"]
-        )
+        users = pd.DataFrame([r[:5] for r in urows], columns=["user_id", "gender", "age", "occupation", "zip_code"])
         users["user_id"] = _non_numeric(user, "user id", users["user_id"])
     files = [p for p in (data, item, user) if p.is_file()]
     return _check(RawTables("dat", ratings, movies, users, files))
