@@ -4,8 +4,9 @@ import pandas as _pd
 
 from linklm.data import BipartiteGraphManager, MovieLensManager
 from linklm.errors import UserError
+from linklm.gnn import GraphRepresentationGenerator
 
-__all__ = ["BipartiteGraphManager", "MovieLensManager", "UserError"]
+__all__ = ["BipartiteGraphManager", "GraphRepresentationGenerator", "MovieLensManager", "UserError"]
 __version__ = "0.1.0"
 
 # Show the seed's six llm_df columns in a terminal instead of eliding them ("..."), unless the user
