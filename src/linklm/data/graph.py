@@ -276,6 +276,44 @@ class BipartiteGraphManager:
             self._llm = self._build_llm()
         return self._llm[0]
 
+    def _generate_dataset(self, tokenize_function=None):
+        """A `datasets.DatasetDict` (train, val, test) of llm_df with the vanilla `prompt` column,
+        mapped through `tokenize_function` (batched) when one is given."""
+        from datasets import Dataset, DatasetDict
+
+        llm = self.llm_df.copy()
+        for col in ("split", "prompt_feature_title", "prompt_feature_genres"):
+            llm[col] = llm[col].astype(str)
+        llm["prompt"] = [
+            f"{s}[SEP]{t}[SEP]{title}[SEP]{genres}"
+            for s, t, title, genres in zip(
+                llm["source_id"],
+                llm["target_id"],
+                llm["prompt_feature_title"],
+                llm["prompt_feature_genres"],
+                strict=True,
+            )
+        ]
+        parts = {}
+        for split in SPLITS:
+            part = Dataset.from_pandas(llm[llm["split"] == split].reset_index(drop=True), preserve_index=False)
+            if tokenize_function is not None:
+                part = part.map(tokenize_function, batched=True, batch_size=4096, desc=f"tokenize {split}")
+            parts[split] = part
+        return DatasetDict(parts)
+
+    def generate_vanilla_dataset(self, tokenize_function=None):
+        """The seed's dataset for VanillaClassifier (see `_generate_dataset`)."""
+        return self._generate_dataset(tokenize_function)
+
+    def generate_prompt_dataset(self, tokenize_function=None):
+        """The dataset for PromptClassifier: its tokenize_function writes the KGEs into `prompt`."""
+        return self._generate_dataset(tokenize_function)
+
+    def generate_embedding_dataset(self, tokenize_function=None):
+        """The dataset for EmbeddingClassifier: its tokenize_function adds the two KGE slots."""
+        return self._generate_dataset(tokenize_function)
+
     @property
     def llm_index(self) -> pd.DataFrame:
         """The contiguous `source_idx`/`target_idx` of each `llm_df` row, aligned row for row."""

@@ -1,0 +1,72 @@
+"""GNN at ml-32m scale on CPU: data preparation, one training epoch, KGE tables, peak memory.
+
+    python benchmarks/gnn_scale.py              # the full ml-32m shape (needs ~10 GB, a few minutes)
+    python benchmarks/gnn_scale.py --scale 0.01 # a quick look
+
+Prints the figures and writes them to benchmarks/results.json under "gnn_scale".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from synthetic_graph import synthetic_ml32m  # noqa: E402
+
+from linklm.config import DataConfig  # noqa: E402
+from linklm.data import BipartiteGraphManager  # noqa: E402
+from linklm.gnn import GraphRepresentationGenerator  # noqa: E402
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--kge-dim", type=int, default=64)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
+    args = parser.parse_args()
+
+    t = time.perf_counter()
+    users, movies, edges = synthetic_ml32m(args.scale)
+    t_gen = time.perf_counter() - t
+    t = time.perf_counter()
+    ml = BipartiteGraphManager.from_tables(users, movies, edges, DataConfig())
+    data, train, val, test = ml.data, ml.train_data, ml.val_data, ml.test_data
+    t_data = time.perf_counter() - t
+    del users, movies, edges
+
+    t = time.perf_counter()
+    gen = GraphRepresentationGenerator(data, train, val, test, kge_dimension=args.kge_dim, epochs=1,
+                                       cache_dir="/tmp/linklm-bench-gnn", force_recompute=True)  # fmt: skip
+    gen.train_model(progress=False, log=lambda _: None)
+    t_total = time.perf_counter() - t
+    figures = {
+        "users": ml.num_sources,
+        "movies": ml.num_targets,
+        "edges": len(ml.edge_df),
+        "synthetic_graph_seconds": round(t_gen, 1),
+        "data_prep_seconds": round(t_data, 1),
+        "gnn_epoch_seconds_incl_val_auc": round(gen.metrics["train_seconds"], 1),
+        "kge_tables_and_test_seconds": round(t_total - gen.metrics["train_seconds"], 1),
+        "peak_rss_gb": round(peak_rss_gb(), 2),
+        "peak_rss_target_gb": 16,
+    }
+    for key, value in figures.items():
+        print(f"{key:<34} {value}")
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    results["gnn_scale" if args.scale == 1.0 else f"gnn_scale_{args.scale}"] = figures
+    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()

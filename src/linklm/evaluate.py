@@ -1,0 +1,32 @@
+"""One evaluator for every model: labels and scores in, a dict of metrics out.
+
+    evaluate_scores(labels, scores)  ->  {"accuracy", "auc", "f1", "confusion_matrix", "n"}
+
+`scores` are probabilities or logits of the positive class; accuracy, F1 and the confusion matrix
+threshold them at 0.5 (probabilities) or 0 (logits, `logits=True`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
+
+
+def evaluate_scores(labels, scores, logits: bool = False) -> dict[str, Any]:
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if labels.shape != scores.shape:
+        raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in shape")
+    if len(labels) == 0:
+        raise ValueError("nothing to evaluate")
+    predicted = (scores > (0.0 if logits else 0.5)).astype(np.int64)
+    both = len(np.unique(labels)) == 2
+    return {
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "auc": float(roc_auc_score(labels, scores)) if both else float("nan"),
+        "f1": float(f1_score(labels, predicted, zero_division=0)),
+        "confusion_matrix": confusion_matrix(labels, predicted, labels=[0, 1]).tolist(),
+        "n": int(len(labels)),
+    }

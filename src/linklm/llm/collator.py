@@ -1,0 +1,86 @@
+"""The data collator: negatives drawn on the fly, prompts assembled per batch, KGEs looked up.
+
+A training batch of P positives gets round(P × neg_ratio) uniform (user, movie) negatives, none of
+which equals a training positive (message-passing or supervision edge) or another negative of the
+batch. Val and test batches carry their fixed negatives from the split and draw none.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from linklm.data.graph import sample_negatives
+from linklm.llm.tokens import PromptBuilder
+
+SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+
+
+class PairDataset(Dataset):
+    """(source_idx, target_idx, label) triples; what the HF Trainer iterates over."""
+
+    def __init__(self, source_idx, target_idx, labels):
+        self.source_idx = np.asarray(source_idx, dtype=np.int64)
+        self.target_idx = np.asarray(target_idx, dtype=np.int64)
+        self.labels = np.asarray(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, int]:
+        return {"source_idx": self.source_idx[i], "target_idx": self.target_idx[i], "labels": self.labels[i]}
+
+
+class LinkCollator:
+    """Turns a list of pairs into model inputs for one split.
+
+    builder: assembles token ids. kge: "none", "tables" (frozen KGEs from `tables`, each
+    (num_nodes, kge_dim)) or "indices" (the end-to-end model computes them). train_keys: sorted
+    `source * num_targets + target` of every training positive, needed when drawing negatives.
+    """
+
+    def __init__(
+        self,
+        builder: PromptBuilder,
+        split: str,
+        *,
+        num_sources: int,
+        num_targets: int,
+        train_keys: np.ndarray | None = None,
+        neg_ratio: float = 1.0,
+        kge: str = "none",
+        tables: tuple[torch.Tensor, torch.Tensor] | None = None,
+        seed: int = 0,
+    ):
+        self.builder, self.split = builder, split
+        self.num_sources, self.num_targets = num_sources, num_targets
+        self.train_keys = train_keys
+        self.neg_ratio = neg_ratio
+        self.kge, self.tables = kge, tables
+        self.rng = np.random.default_rng(seed)
+        if neg_ratio > 0 and train_keys is None:
+            raise ValueError("a collator drawing negatives needs train_keys to keep them off the positives")
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        src = np.fromiter((f["source_idx"] for f in features), dtype=np.int64, count=len(features))
+        dst = np.fromiter((f["target_idx"] for f in features), dtype=np.int64, count=len(features))
+        labels = np.fromiter((f["labels"] for f in features), dtype=np.int64, count=len(features))
+        if self.neg_ratio > 0:
+            n_neg = int(round(len(features) * self.neg_ratio))
+            neg_src, neg_dst = sample_negatives(self.num_sources, self.num_targets, self.train_keys, n_neg, self.rng)
+            src, dst = np.concatenate([src, neg_src]), np.concatenate([dst, neg_dst])
+            labels = np.concatenate([labels, np.zeros(n_neg, dtype=np.int64)])
+        batch = self.builder.batch(src, dst, self.split)
+        batch["labels"] = torch.from_numpy(labels)
+        if self.kge == "tables":
+            users, movies = self.tables
+            batch["source_kge"] = users[torch.from_numpy(src)]
+            batch["target_kge"] = movies[torch.from_numpy(dst)]
+        elif self.kge == "indices":
+            batch["source_idx"] = torch.from_numpy(src)
+            batch["target_idx"] = torch.from_numpy(dst)
+            batch["split_code"] = torch.full((len(src),), SPLIT_CODES[self.split], dtype=torch.long)
+        return batch

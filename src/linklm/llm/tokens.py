@@ -1,0 +1,251 @@
+"""Per-node tokenisation and vectorised prompt assembly.
+
+Every user and every movie is tokenised once; an example's ids are the concatenation of its
+user's and its movie's pieces, so the cost grows with the number of nodes, not of edges. The
+result equals what the HF tokenizer gives for the full prompt string (tested):
+
+    vanilla    [CLS] user_id [SEP] movie_id [SEP] title [SEP] genres [SEP]
+    prompt     ... genres [SEP] <user KGE as d tokens> [SEP] <movie KGE as d tokens> [SEP]
+    embedding  ... genres [SEP] [MASK] [SEP] [MASK] [SEP]     (the two [MASK] slots get the KGEs)
+
+KGEs written as text cost exactly one token per dimension: each component is binned into
+`KGE_BINS` levels (per dimension, from the train table's range) and written as the integer 0..99,
+which BERT's uncased WordPiece vocabulary holds as single tokens. The seed's origin wrote 16
+decimals per number, about 20 tokens each.
+
+Segments (`token_type_ids`) say what each token belongs to; Step E groups attention by them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+# Segment ids, shared by every classifier: the token-type table is grown to len(SEGMENTS).
+CLS, SEP, USER, MOVIE, USER_KGE, MOVIE_KGE = range(6)
+SEGMENTS = ("cls", "sep", "user", "movie", "user_kge", "movie_kge")
+KGE_BINS = 100
+KINDS = ("vanilla", "prompt", "embedding")
+
+
+@dataclass
+class Pieces:
+    """Ragged token pieces, one row per node, stored padded: ids/types (n, width), lengths (n,)."""
+
+    ids: np.ndarray
+    types: np.ndarray
+    lengths: np.ndarray
+
+    @classmethod
+    def from_lists(cls, ids: list[list[int]], types: list[list[int]]) -> Pieces:
+        lengths = np.array([len(x) for x in ids], dtype=np.int64)
+        width = int(lengths.max()) if len(lengths) else 0
+        out_ids = np.zeros((len(ids), width), dtype=np.int64)
+        out_types = np.zeros((len(ids), width), dtype=np.int64)
+        for row, (i, t) in enumerate(zip(ids, types, strict=True)):
+            out_ids[row, : len(i)] = i
+            out_types[row, : len(t)] = t
+        return cls(out_ids, out_types, lengths)
+
+    @classmethod
+    def fixed(cls, ids: np.ndarray, segment: int) -> Pieces:
+        """Pieces of one width for every node (the KGE tokens)."""
+        n, width = ids.shape
+        return cls(ids.astype(np.int64), np.full((n, width), segment, dtype=np.int64), np.full(n, width, np.int64))
+
+
+def genres_text(genres) -> str:
+    """The seed's genre feature: the Python repr of the genre list, "['Comedy', 'Drama']"."""
+    return str(list(genres))
+
+
+def vanilla_prompt(source_id, target_id, title: str, genres: str) -> str:
+    """The seed's prompt; `genres` is already the formatted string of llm_df."""
+    return f"{source_id}[SEP]{target_id}[SEP]{title}[SEP]{genres}"
+
+
+def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
+    return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+
+
+class NodeTokens:
+    """The token pieces of every user and movie, computed once per tokenizer and dataset.
+
+    source_ids: (num_users,) dataset ids; target_df: movies with target_id, title, genres.
+    """
+
+    def __init__(self, tokenizer, source_ids, target_ids, titles, genres):
+        self.tokenizer = tokenizer
+        self.cls_id, self.sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+        self.pad_id, self.mask_id = tokenizer.pad_token_id, tokenizer.mask_token_id
+        user_ids = _tokenize(tokenizer, [str(s) for s in source_ids])
+        self.users = Pieces.from_lists(user_ids, [[USER] * len(x) for x in user_ids])
+        mid = _tokenize(tokenizer, [str(t) for t in target_ids])
+        title = _tokenize(tokenizer, [str(t) for t in titles])
+        genre = _tokenize(tokenizer, [str(g) for g in genres])
+        sep = [self.sep_id]
+        movie_ids = [a + sep + b + sep + c for a, b, c in zip(mid, title, genre, strict=True)]
+        movie_types = [
+            [MOVIE] * len(a) + [SEP] + [MOVIE] * len(b) + [SEP] + [MOVIE] * len(c)
+            for a, b, c in zip(mid, title, genre, strict=True)
+        ]
+        # The [SEP]s inside a movie piece keep the SEP segment, as every other [SEP] does.
+        self.movies = Pieces.from_lists(movie_ids, movie_types)
+        self.user_text = [str(s) for s in source_ids]
+        self.movie_text = [f"{t}[SEP]{a}[SEP]{b}" for t, a, b in zip(target_ids, titles, genres, strict=True)]
+        self.number_ids = np.array(
+            [ids[0] for ids in _tokenize(tokenizer, [str(i) for i in range(KGE_BINS)])], dtype=np.int64
+        )
+        single = [len(x) == 1 for x in _tokenize(tokenizer, [str(i) for i in range(KGE_BINS)])]
+        if not all(single):
+            raise ValueError("this tokenizer does not hold 0..99 as single tokens; KGE text would cost more")
+
+    @classmethod
+    def from_frames(cls, tokenizer, source_df, target_df) -> NodeTokens:
+        return cls(
+            tokenizer,
+            source_df["source_id"].tolist(),
+            target_df["target_id"].tolist(),
+            target_df["title"].tolist(),
+            [genres_text(g) for g in target_df["genres"]],
+        )
+
+    def kge_pieces(self, bins: np.ndarray, segment: int) -> Pieces:
+        """Token pieces of binned KGEs: bins (n, d) ints in [0, KGE_BINS) -> one token per dimension."""
+        return Pieces.fixed(self.number_ids[bins], segment)
+
+    def slot(self, n: int, segment: int) -> Pieces:
+        """One [MASK] placeholder per node, whose input embedding the KGE replaces."""
+        return Pieces.fixed(np.full((n, 1), self.mask_id, dtype=np.int64), segment)
+
+
+def kge_bins(table: torch.Tensor | np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Bin each KGE component into 0..KGE_BINS-1 using per-dimension [low, high] (from train)."""
+    x = np.asarray(table, dtype=np.float64)
+    scaled = (x - low) / np.maximum(high - low, 1e-12) * KGE_BINS
+    return np.clip(np.floor(scaled), 0, KGE_BINS - 1).astype(np.int64)
+
+
+def kge_text(bins_row: np.ndarray) -> str:
+    return " ".join(str(int(b)) for b in bins_row)
+
+
+def assemble(parts: list[tuple[Pieces, np.ndarray] | tuple[int, int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Concatenate per-node pieces into a padded batch.
+
+    parts: in order, either (Pieces, row index per example) or (token id, segment) for a single
+    special token shared by every example. Returns input_ids, token_type_ids, attention_mask, each
+    (batch, longest); padding is dynamic (to the longest example of this batch).
+    """
+    batch = next(len(rows) for p, rows in parts if isinstance(p, Pieces))
+    lengths = np.zeros(batch, dtype=np.int64)
+    spans = []
+    for piece, rows in parts:
+        if isinstance(piece, Pieces):
+            n = piece.lengths[rows]
+            spans.append((piece, rows, lengths.copy(), n))
+            lengths += n
+        else:
+            spans.append((piece, rows, lengths.copy(), None))
+            lengths += 1
+    width = int(lengths.max())
+    ids = np.full((batch, width), pad_id, dtype=np.int64)
+    types = np.zeros((batch, width), dtype=np.int64)
+    arange = np.arange(batch)
+    for piece, rows, offset, n in spans:
+        if n is None:  # a special token: piece is its id, rows its segment
+            ids[arange, offset] = piece
+            types[arange, offset] = rows
+            continue
+        cols = np.arange(piece.ids.shape[1])
+        valid = cols[None, :] < n[:, None]
+        r = np.broadcast_to(arange[:, None], valid.shape)[valid]
+        c = (offset[:, None] + cols[None, :])[valid]
+        ids[r, c] = piece.ids[rows][valid]
+        types[r, c] = piece.types[rows][valid]
+    mask = (np.arange(width)[None, :] < lengths[:, None]).astype(np.int64)
+    return {
+        "input_ids": torch.from_numpy(ids),
+        "token_type_ids": torch.from_numpy(types),
+        "attention_mask": torch.from_numpy(mask),
+    }
+
+
+class PromptBuilder:
+    """Assembles a classifier's inputs for any (user, movie) pairs of a split.
+
+    kind: vanilla, prompt or embedding. kge_tables: {split: (user_table, movie_table)}, each
+    (num_nodes, kge_dim), needed for the prompt kind (whose text holds the binned KGEs).
+    """
+
+    def __init__(self, nodes: NodeTokens, kind: str, kge_tables: dict | None = None):
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}")
+        self.nodes, self.kind = nodes, kind
+        self.kge_bins: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.kge_pieces: dict[str, tuple[Pieces, Pieces]] = {}
+        if kind == "prompt":
+            if not kge_tables:
+                raise ValueError("the prompt kind needs KGE tables")
+            # Bin edges come from the train tables only, so val/test never shape the encoding.
+            ranges = [self._range(t) for t in kge_tables["train"]]
+            for split, tables in kge_tables.items():
+                bins = tuple(kge_bins(t, lo, hi) for t, (lo, hi) in zip(tables, ranges, strict=True))
+                self.kge_bins[split] = bins
+                self.kge_pieces[split] = (
+                    nodes.kge_pieces(bins[0], USER_KGE),
+                    nodes.kge_pieces(bins[1], MOVIE_KGE),
+                )
+        elif kind == "embedding":
+            self.slots = (
+                nodes.slot(nodes.users.ids.shape[0], USER_KGE),
+                nodes.slot(nodes.movies.ids.shape[0], MOVIE_KGE),
+            )
+
+    @staticmethod
+    def _range(table) -> tuple[np.ndarray, np.ndarray]:
+        x = np.asarray(table, dtype=np.float64)
+        return x.min(axis=0), x.max(axis=0)
+
+    def _kge_parts(self, split: str):
+        if self.kind == "prompt":
+            return self.kge_pieces[split]
+        return self.slots
+
+    def batch(self, source_idx: np.ndarray, target_idx: np.ndarray, split: str) -> dict[str, torch.Tensor]:
+        """input_ids, token_type_ids, attention_mask: (batch, longest in batch)."""
+        n = self.nodes
+        parts = [(n.cls_id, CLS), (n.users, source_idx), (n.sep_id, SEP), (n.movies, target_idx)]
+        if self.kind != "vanilla":
+            user_part, movie_part = self._kge_parts(split)
+            parts += [(n.sep_id, SEP), (user_part, source_idx), (n.sep_id, SEP), (movie_part, target_idx)]
+        parts.append((n.sep_id, SEP))
+        return assemble(parts, n.pad_id)
+
+    def text(self, source_idx, target_idx, split: str) -> list[str]:
+        """The full prompt strings, as the HF tokenizer would read them."""
+        n = self.nodes
+        texts = [f"{n.user_text[s]}[SEP]{n.movie_text[t]}" for s, t in zip(source_idx, target_idx, strict=True)]
+        if self.kind == "prompt":
+            ub, mb = self.kge_bins[split]
+            texts = [
+                f"{x}[SEP]{kge_text(ub[s])}[SEP]{kge_text(mb[t])}"
+                for x, s, t in zip(texts, source_idx, target_idx, strict=True)
+            ]
+        elif self.kind == "embedding":
+            texts = [f"{x}[SEP][MASK][SEP][MASK]" for x in texts]
+        return texts
+
+    def max_length(self, kge_dim: int | None = None) -> int:
+        """The longest sequence any pair can produce (for the context-length check)."""
+        base = 3 + int(self.nodes.users.lengths.max()) + int(self.nodes.movies.lengths.max())
+        if self.kind == "vanilla":
+            return base
+        per_slot = 1 if self.kind == "embedding" else int(kge_dim or 0)
+        return base + 2 + 2 * per_slot
+
+    def largest_fitting_dim(self, max_positions: int) -> int:
+        base = 3 + int(self.nodes.users.lengths.max()) + int(self.nodes.movies.lengths.max()) + 2
+        return max(0, (max_positions - base) // 2)
