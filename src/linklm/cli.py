@@ -4,6 +4,8 @@
     linklm gnn   [--kge-dim D] [--epochs N] [--run NAME]         train (or load) the GNN
     linklm train --model vanilla|prompt|embedding [--run NAME]   train and test one classifier
     linklm run   [--config FILE]                                 every stage (make run)
+    linklm sweep [--preset small] [--dims 2,8] [--seeds 0,1,2]  KGE-dimension sweep + significance
+    linklm report --run runs/default                             rebuild the report from results
 
 Every command takes --config FILE, --force and key=value overrides (e.g. data.seed=7).
 Mistakes a user can fix end with one line on stderr and exit code 2, never a traceback.
@@ -68,10 +70,53 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from linklm.experiment.pipeline import run_models
+    from linklm.report.report import build_report
 
     cfg = _config(args, [])
     run_models(cfg, list(cfg.llm.models), force=args.force)
-    print(f"wrote {cfg.run_dir / 'results.json'}")
+    page = build_report(cfg.run_dir)
+    print(f"[report] wrote {cfg.run_dir / 'results.json'}, {cfg.run_dir / 'report.md'} and {page}")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from linklm.experiment.sweep import format_table, load_preset, run_sweep
+    from linklm.report.report import build_report
+
+    preset = load_preset(args.preset)
+    preset_overrides = [f"{section}.{key}={value}" for section, values in preset["overrides"].items()
+                        for key, value in values.items()]  # fmt: skip
+    args.overrides = preset_overrides + list(args.overrides)
+    cfg = _config(args, [("name", args.run)])
+    dims = _int_list(args.dims, "--dims") if args.dims else preset["dims"]
+    seeds = _int_list(args.seeds, "--seeds") if args.seeds else preset["seeds"]
+    models = args.models.split(",") if args.models else preset["models"]
+    for m in models:
+        if m not in LLM_KINDS[1:]:
+            raise UserError(f"--models: {m!r} is not one of {', '.join(LLM_KINDS[1:])}")
+    if any(d <= 0 for d in dims) or not seeds:
+        raise UserError("--dims must be positive integers and --seeds must name at least one seed")
+    result = run_sweep(cfg, dims, seeds, models, force=args.force)
+    print(format_table(result))
+    print(result["answer"])
+    if (cfg.run_dir / "results.json").is_file():
+        build_report(cfg.run_dir)
+    print(f"[sweep] wrote {cfg.run_dir / 'sweep' / 'sweep.json'} ({result['seconds']:.0f} s)")
+    return 0
+
+
+def _int_list(text: str, flag: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"{flag} takes comma-separated integers, got {text!r}") from None
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from linklm.report.report import build_report
+
+    page = build_report(args.run)
+    print(f"[report] wrote {page} and {page.with_suffix('.md')}")
     return 0
 
 
@@ -104,7 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("run", help="the main job: data, GNN, every classifier, results.json")
+    p = sub.add_parser("sweep", help="KGE-dimension sweep with seeds and a significance test against vanilla")
+    p.add_argument("--preset", default="default", help="default (2..128, 3 seeds) or small (laptop-sized)")
+    p.add_argument("--dims", help="comma-separated KGE dimensions, e.g. 2,8,32")
+    p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--models", help="comma-separated: prompt, embedding_frozen, embedding_e2e")
+    p.add_argument("--run", help="run name (default: default): results go to runs/NAME/sweep/")
+    common(p)
+    p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("report", help="rebuild report.md and report.html of a run (never retrains)")
+    p.add_argument("--run", default="runs/default", help="the run folder (default: runs/default)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("run", help="the main job: data, GNN, every classifier, results.json, report")
     common(p)
     p.set_defaults(func=cmd_run)
     return parser

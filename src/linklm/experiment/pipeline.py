@@ -60,13 +60,14 @@ def prepare_data(cfg: Config, force: bool = False):
 
     manager = MovieLensManager(config=cfg.data, force_recompute=force)
     s = manager.summary()
+    name = cfg.data.dataset if cfg.data.path is None else Path(cfg.data.path).name
     print(
-        f"[data] {cfg.data.dataset}: {s['users']:,} users, {s['movies']:,} movies, {s['ratings']:,} ratings; "
+        f"[data] {name}: {s['users']:,} users, {s['movies']:,} movies, {s['ratings']:,} ratings; "
         f"train/val/test supervision {s['train']['supervision_pos']:,}/{s['val']['supervision_pos']:,}/"
         f"{s['test']['supervision_pos']:,} (+ as many val/test negatives) "
         f"({'cache' if manager.from_cache else 'built'}, {manager.seconds:.1f} s)"
     )
-    update_results(cfg, "dataset", {"name": cfg.data.dataset, **s})
+    update_results(cfg, "dataset", {"name": name, **s})
     return manager
 
 
@@ -86,7 +87,26 @@ def train_gnn(cfg: Config, manager, force: bool = False):
         f"test AUC {m['test_auc']:.4f}, {m['train_seconds']:.1f} s training" + (" (cached)" if cached else "")
     )
     update_results(cfg, "gnn", {**m, "kge_dim": cfg.gnn.kge_dim, "folder": str(gen.folder)})
+    gnn_predictions(gen, manager, cfg.run_dir / "gnn_test_predictions.parquet")
     return gen
+
+
+def gnn_predictions(gen, manager, path: Path) -> None:
+    """The GNN's own test scores (sigmoid of the dot product of the test tables), for the report."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from linklm.io import write_parquet
+
+    test = manager.llm_df["split"] == "test"
+    idx = manager.llm_index[test.to_numpy()]
+    src, dst = idx["source_idx"].to_numpy(copy=True), idx["target_idx"].to_numpy(copy=True)
+    user, movie = gen.get_embedding(src, dst, split="test")
+    scores = torch.sigmoid((user * movie).sum(-1)).numpy()
+    labels = manager.llm_df.loc[test, "labels"].to_numpy()
+    write_parquet(path, pd.DataFrame({"source_idx": src, "target_idx": dst, "label": labels,
+                                      "score": scores.astype(np.float64)}))  # fmt: skip
 
 
 def make_classifier(kind: str, cfg: Config, manager, gen, root: Path):
@@ -113,7 +133,7 @@ def train_classifier(kind: str, cfg: Config, manager, gen, force: bool = False) 
     start = time.perf_counter()
     clf = make_classifier(kind, cfg, manager, gen, root)
     train = clf.train_model_on_data(None)
-    test = clf.evaluate_model(None, split="test")  # the one look at test
+    test = clf.evaluate_model(None, split="test", predictions_path=root / "test_predictions.parquet")  # once
     metrics = {
         "test_accuracy": test["accuracy"],
         "test_auc": test["auc"],
@@ -125,7 +145,7 @@ def train_classifier(kind: str, cfg: Config, manager, gen, force: bool = False) 
         "examples_per_second": train["examples_per_second"],
         "train_examples": train["train_examples"],
         "total_seconds": round(time.perf_counter() - start, 2),
-        "model": cfg.llm.model,
+        "llm_model": cfg.llm.model,
         "num_layers": cfg.llm.num_layers,
         "kge_dim": cfg.gnn.kge_dim if kind != "vanilla" else None,
     }

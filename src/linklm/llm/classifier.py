@@ -192,6 +192,12 @@ class LinkClassifier:
         src, dst = self.indices(np.asarray(part["source_id"]), np.asarray(part["target_id"]))
         return PairDataset(src, dst, np.asarray(part["labels"]))
 
+    def _by_length(self, pairs: PairDataset) -> PairDataset:
+        """The same pairs ordered by prompt length: with dynamic padding, evaluation batches then
+        pad to about their own length instead of the batch's longest (~1.7x less work on ml-100k)."""
+        order = np.argsort(self.builder.lengths(pairs.source_idx, pairs.target_idx), kind="stable")
+        return PairDataset(pairs.source_idx[order], pairs.target_idx[order], pairs.labels[order])
+
     def _train_keys(self) -> np.ndarray:
         """Every training positive (GNN message-passing and supervision edges alike), as sorted keys."""
         if self.kge is not None:
@@ -234,7 +240,7 @@ class LinkClassifier:
         epochs = epochs or cfg.epochs
         batch_size = batch_size or cfg.batch_size
         positives_per_batch = max(1, int(round(batch_size / (1 + cfg.neg_ratio))))
-        train, val = self._pairs(dataset, "train"), self._pairs(dataset, "val")
+        train, val = self._pairs(dataset, "train"), self._by_length(self._pairs(dataset, "val"))
         train = PairDataset(train.source_idx[train.labels == 1], train.target_idx[train.labels == 1],
                             train.labels[train.labels == 1])  # fmt: skip
         if cfg.max_train_pairs and len(train) > cfg.max_train_pairs:
@@ -298,6 +304,8 @@ class LinkClassifier:
     def predict(self, dataset=None, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
         """(labels, positive-class probabilities) of every pair of `split`."""
         pairs = self._pairs(dataset, split)
+        order = np.argsort(self.builder.lengths(pairs.source_idx, pairs.target_idx), kind="stable")
+        pairs = PairDataset(pairs.source_idx[order], pairs.target_idx[order], pairs.labels[order])
         collate = self.collator(split, negatives=False)
         model = self.model.eval()
         device = next(model.parameters()).device
@@ -310,11 +318,23 @@ class LinkClassifier:
             with torch.autocast(device.type, enabled=device.type == "cuda", dtype=torch.bfloat16):
                 logits = model(**batch).logits
             scores.append(_positive_probability(logits.float().cpu()))
-        return pairs.labels, np.concatenate(scores)
+        unsorted = np.empty(len(order), dtype=np.float64)
+        unsorted[order] = np.concatenate(scores)
+        return pairs.labels[np.argsort(order)], unsorted
 
-    def evaluate_model(self, dataset=None, split: str = "test") -> dict[str, Any]:
-        """Accuracy, ROC-AUC, F1 and the confusion matrix on `split` (test by default)."""
+    def evaluate_model(self, dataset=None, split: str = "test", predictions_path: str | Path | None = None):
+        """Accuracy, ROC-AUC, F1 and the confusion matrix on `split` (test by default); with
+        `predictions_path`, every pair's label and score are also written there as Parquet."""
         labels, scores = self.predict(dataset, split)
+        if predictions_path is not None:
+            import pandas as pd
+
+            from linklm.io import write_parquet
+
+            pairs = self._pairs(dataset, split)
+            frame = pd.DataFrame({"source_idx": pairs.source_idx, "target_idx": pairs.target_idx,
+                                  "label": labels, "score": scores})  # fmt: skip
+            write_parquet(predictions_path, frame)
         return evaluate_scores(labels, scores)
 
     # --- persistence ----------------------------------------------------------------------------

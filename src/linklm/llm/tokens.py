@@ -238,6 +238,12 @@ class PromptBuilder:
             texts = [f"{x}[SEP][MASK][SEP][MASK]" for x in texts]
         return texts
 
+    def lengths(self, source_idx, target_idx) -> np.ndarray:
+        """Token count of each pair's prompt, without assembling it."""
+        n = self.nodes
+        extra = 0 if self.kind == "vanilla" else 2 + sum(p.ids.shape[1] for p in self._kge_parts("train"))
+        return 3 + n.users.lengths[source_idx] + n.movies.lengths[target_idx] + extra
+
     def max_length(self, kge_dim: int | None = None) -> int:
         """The longest sequence any pair can produce (for the context-length check)."""
         base = 3 + int(self.nodes.users.lengths.max()) + int(self.nodes.movies.lengths.max())

@@ -1,0 +1,106 @@
+"""The report's figures, drawn from results and logs only (never from models).
+
+Each function takes what it plots and a path, writes one PNG and returns the path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on training machines
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import roc_curve  # noqa: E402
+
+from linklm.io import atomic_path  # noqa: E402
+
+
+def _save(fig, path: Path) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
+    """curves: {model: (labels, scores)} on the same test pairs."""
+    from sklearn.metrics import roc_auc_score
+
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, (labels, scores) in curves.items():
+        fpr, tpr, _ = roc_curve(labels, scores)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(labels, scores):.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="Test ROC curves")
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def training_curves(logs: dict[str, list[dict]], val: dict[str, list[dict]], path: Path) -> Path:
+    """logs: {model: per-step rows with step, loss, accuracy}; val: {model: per-epoch eval rows}."""
+    fig, (ax_loss, ax_acc, ax_val) = plt.subplots(1, 3, figsize=(14, 4))
+    for name, rows in logs.items():
+        if not rows:
+            continue
+        steps = np.array([r["step"] for r in rows])
+        window = max(1, len(rows) // 50)
+        kernel = np.ones(window) / window
+        for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+            values = np.convolve([r[key] for r in rows], kernel, mode="valid")
+            ax.plot(steps[window - 1 :], values, label=name)
+    for name, rows in val.items():
+        if rows:
+            ax_val.plot([r["epoch"] for r in rows], [r["eval_auc"] for r in rows], marker="o", label=name)
+    ax_loss.set(xlabel="step", ylabel="train loss (moving average)", title="Loss")
+    ax_acc.set(xlabel="step", ylabel="train batch accuracy", title="Accuracy")
+    ax_val.set(xlabel="epoch", ylabel="val AUC", title="Validation")
+    for ax in (ax_loss, ax_acc, ax_val):
+        if ax.lines:
+            ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def accuracy_bars(names: list[str], means: list[float], stds: list[float] | None, path: Path,
+                  ylabel: str = "test accuracy") -> Path:  # fmt: skip
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.bar(names, means, yerr=stds, capsize=4, color="#4c72b0")
+    for i, m in enumerate(means):
+        ax.text(i, m, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
+    low = max(0.0, min(means) - 0.1)
+    ax.set(ylabel=ylabel, ylim=(low, 1.0), title=f"{ylabel.capitalize()} by model")
+    ax.tick_params(axis="x", rotation=20)
+    return _save(fig, path)
+
+
+def confusion_matrices(matrices: dict[str, list[list[int]]], path: Path) -> Path:
+    n = len(matrices)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
+    for ax, (name, m) in zip(axes[0], matrices.items(), strict=True):
+        m = np.asarray(m)
+        ax.imshow(m, cmap="Blues")
+        for (i, j), v in np.ndenumerate(m):
+            ax.text(j, i, f"{v:,}", ha="center", va="center", color="white" if v > m.max() / 2 else "black")
+        ax.set(xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="true", title=name)
+    return _save(fig, path)
+
+
+def metric_vs_dimension(
+    dims: list[int],
+    series: dict[str, tuple[list[float], list[float]]],
+    baseline: tuple[float, float] | None,
+    path: Path,
+    ylabel: str = "test accuracy",
+) -> Path:
+    """series: {model: (means, stds)} per dimension; baseline: vanilla (mean, std), drawn flat."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (means, stds) in series.items():
+        ax.errorbar(dims, means, yerr=stds, marker="o", capsize=3, label=name)
+    if baseline is not None:
+        ax.axhline(baseline[0], color="grey", ls="--", label="vanilla")
+        ax.axhspan(baseline[0] - baseline[1], baseline[0] + baseline[1], color="grey", alpha=0.15)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="KGE dimension", ylabel=ylabel, title=f"{ylabel.capitalize()} against KGE dimension")
+    ax.legend(fontsize=8)
+    return _save(fig, path)

@@ -1,0 +1,178 @@
+"""`report.md` and `report.html` for a run folder, from results.json, logs and predictions only.
+
+    linklm report --run runs/default        (also the last stage of `linklm run`)
+
+Nothing here loads a model or trains anything: a report can be rebuilt at any time, in seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from linklm.errors import UserError
+from linklm.io import atomic_path
+from linklm.report import plots
+
+MODEL_ORDER = ("vanilla", "prompt", "embedding_frozen", "embedding_e2e")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def build_report(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    results_path = run_dir / "results.json"
+    if not results_path.is_file():
+        raise UserError(f"{results_path}: no results to report (run `linklm run` first)")
+    results = json.loads(results_path.read_text())
+    figures = run_dir / "figures"
+    figures.mkdir(exist_ok=True)
+    models = {k: results["models"][k] for k in MODEL_ORDER if k in results.get("models", {})}
+
+    sections: list[tuple[str, str]] = []  # (markdown, html) fragments
+    sections.append(_summary(results, models))
+
+    images: list[tuple[str, Path]] = []
+    curves = {}
+    gnn_pred = run_dir / "gnn_test_predictions.parquet"
+    if gnn_pred.is_file():
+        frame = pd.read_parquet(gnn_pred)
+        curves["gnn"] = (frame["label"].to_numpy(), frame["score"].to_numpy())
+    for kind in models:
+        path = run_dir / "models" / kind / "test_predictions.parquet"
+        if path.is_file():
+            frame = pd.read_parquet(path)
+            curves[kind] = (frame["label"].to_numpy(), frame["score"].to_numpy())
+    if curves:
+        images.append(("Test ROC curves of every model", plots.roc_curves(curves, figures / "roc.png")))
+    if models:
+        logs = {k: _read_jsonl(run_dir / "models" / k / "train_log.jsonl") for k in models}
+        val = {k: models[k].get("val_history", []) for k in models}
+        images.append(("Training curves", plots.training_curves(logs, val, figures / "training_curves.png")))
+        names = list(models)
+        images.append((
+            "Test accuracy by model",
+            plots.accuracy_bars(names, [models[k]["test_accuracy"] for k in names], None, figures / "accuracy.png"),
+        ))  # fmt: skip
+        matrices = {k: models[k]["test_confusion_matrix"] for k in names}
+        images.append(("Confusion matrices (test)", plots.confusion_matrices(matrices, figures / "confusion.png")))
+
+    sweep = run_dir / "sweep" / "sweep.json"
+    if sweep.is_file():
+        sections.append(_sweep_section(json.loads(sweep.read_text())))
+        if (run_dir / "sweep" / "accuracy_vs_dim.png").is_file():
+            images.append(("Accuracy against KGE dimension", run_dir / "sweep" / "accuracy_vs_dim.png"))
+    explain = run_dir / "explain" / "explain.json"
+    if explain.is_file():
+        sections.append(_explain_section(json.loads(explain.read_text())))
+        for png in sorted((run_dir / "explain").glob("*.png")):
+            images.append((png.stem.replace("_", " ").capitalize(), png))
+
+    md = ["# linklm report: " + html.escape(str(results.get("dataset", {}).get("name", run_dir.name))), ""]
+    body = [f"<h1>linklm report: {html.escape(str(results.get('dataset', {}).get('name', run_dir.name)))}</h1>"]
+    for text, fragment in sections:
+        md += [text, ""]
+        body.append(fragment)
+    for title, path in images:
+        rel = path.relative_to(run_dir)
+        md += [f"## {title}", "", f"![{title}]({rel.as_posix()})", ""]
+        data = base64.b64encode(path.read_bytes()).decode()
+        body.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>")
+    env = results.get("environment", {})
+    md += ["## Environment", "", "```", json.dumps(env, indent=2), "```"]
+    body.append(f"<h2>Environment</h2><pre>{html.escape(json.dumps(env, indent=2))}</pre>")
+
+    with atomic_path(run_dir / "report.md") as tmp:
+        tmp.write_text("\n".join(md) + "\n", encoding="utf-8")
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>linklm report</title><style>"
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
+        "img{max-width:100%}</style></head><body>" + "\n".join(body) + "</body></html>\n"
+    )
+    with atomic_path(run_dir / "report.html") as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return run_dir / "report.html"
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> tuple[str, str]:
+    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    trs = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return "\n".join(md), f"<table><tr>{th}</tr>{trs}</table>"
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    return f"{x:.{digits}f}" if isinstance(x, float) else ("" if x is None else str(x))
+
+
+def _summary(results: dict, models: dict) -> tuple[str, str]:
+    ds = results.get("dataset", {})
+    intro = (
+        f"Dataset **{ds.get('name', '?')}**: {ds.get('users', '?'):,} users, {ds.get('movies', '?'):,} movies, "
+        f"{ds.get('ratings', '?'):,} ratings. Every model is selected on val and scored once on the same "
+        "test pairs (50 % fixed negatives)."
+        if ds
+        else ""
+    )
+    rows = []
+    gnn = results.get("gnn")
+    if gnn:
+        rows.append(["gnn (dot product)", "", _fmt(gnn["test_auc"]), "", _fmt(gnn["val_auc"]),
+                     _fmt(gnn["train_seconds"], 1), ""])  # fmt: skip
+    for kind, m in models.items():
+        rows.append([kind, _fmt(m["test_accuracy"]), _fmt(m["test_auc"]), _fmt(m["test_f1"]), _fmt(m["val_auc"]),
+                     _fmt(m["train_seconds"], 1), _fmt(m["examples_per_second"], 0)])  # fmt: skip
+    md_table, html_table = _table(
+        ["model", "test accuracy", "test AUC", "test F1", "val AUC", "train s", "examples/s"], rows
+    )
+    return (
+        f"## Results\n\n{intro}\n\n{md_table}",
+        f"<h2>Results</h2><p>{html.escape(intro).replace('**', '')}</p>{html_table}",
+    )
+
+
+def _sweep_section(sweep: dict) -> tuple[str, str]:
+    header = [
+        "model",
+        "KGE dim",
+        "tokens/prompt (max)",
+        "fits",
+        "accuracy mean ± std",
+        "AUC mean ± std",
+        "p vs vanilla",
+    ]
+    rows = []
+    for row in sweep["rows"]:
+        rows.append([
+            row["model"], row["kge_dim"], row.get("max_tokens", ""), "yes" if row.get("fits", True) else "no",
+            f"{row['accuracy_mean']:.4f} ± {row['accuracy_std']:.4f}", f"{row['auc_mean']:.4f} ± {row['auc_std']:.4f}",
+            "" if row.get("p_value") is None else f"{row['p_value']:.3g}",
+        ])  # fmt: skip
+    md_table, html_table = _table(header, rows)
+    answer = sweep.get("answer", "")
+    return (
+        f"## KGE-dimension sweep\n\n**{answer}**\n\n{md_table}",
+        f"<h2>KGE-dimension sweep</h2><p><b>{html.escape(answer)}</b></p>{html_table}",
+    )
+
+
+def _explain_section(explain: dict) -> tuple[str, str]:
+    text = explain.get("summary", "")
+    return f"## Explainability\n\n{text}", f"<h2>Explainability</h2><p>{html.escape(text)}</p>"
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    a = np.asarray(values, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
