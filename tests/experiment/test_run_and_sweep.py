@@ -1,0 +1,85 @@
+"""`linklm run` writes every stage's results and a report; `linklm sweep` answers the question."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from linklm.cli import main
+from linklm.experiment.sweep import holm, paired_bootstrap
+from linklm.report.report import build_report
+
+from synthetic import write_layout
+
+TINY = ["llm.model=random:L2-H32", "llm.max_train_pairs=64", "llm.batch_size=32", "gnn.epochs=5", "gnn.kge_dim=4"]
+
+
+@pytest.fixture
+def run_dir(tmp_path, capsys):
+    folder = write_layout(tmp_path / "ml-synth", "csv", n_users=50, n_movies=30, n_ratings=600).folder
+    assert main(["run", f"data.path={folder}", *TINY]) == 0
+    out = capsys.readouterr().out
+    for stage in ("[data]", "[gnn]", "[vanilla]", "[prompt]", "[embedding_frozen]", "[embedding_e2e]", "[report]"):
+        assert stage in out
+    return tmp_path / "runs" / "default", folder
+
+
+def test_run_writes_results_schema_and_report(run_dir, capsys):
+    run, folder = run_dir
+    results = json.loads((run / "results.json").read_text())
+    assert {"val_auc", "test_auc"} <= set(results["gnn"])
+    for kind in ("vanilla", "prompt", "embedding_frozen", "embedding_e2e"):
+        m = results["models"][kind]
+        for key in ("test_accuracy", "test_auc", "test_f1", "test_confusion_matrix", "train_seconds",
+                    "examples_per_second"):  # fmt: skip
+            assert key in m, (kind, key)
+    assert results["dataset"]["users"] == 50 and "torch" in results["environment"]
+    assert json.loads((run / "config.json").read_text())["gnn"]["kge_dim"] == 4
+    page = (run / "report.html").read_text()
+    assert page.count("<img") >= 4 and "embedding_e2e" in page
+    assert "![Test ROC curves" in (run / "report.md").read_text()
+
+    # A rerun reuses every stage; the report is rebuilt from results alone.
+    assert main(["run", f"data.path={folder}", *TINY]) == 0
+    assert "cached" in capsys.readouterr().out
+    shutil.rmtree(run / "figures")
+    (run / "report.html").unlink()
+    build_report(run)
+    assert (run / "report.html").is_file() and (run / "figures" / "roc.png").is_file()
+
+
+def test_report_needs_results(tmp_path, capsys):
+    assert main(["report", "--run", str(tmp_path / "nothing")]) == 2
+    assert "no results" in capsys.readouterr().err
+
+
+def test_paired_bootstrap_detects_a_real_gain_and_not_a_null_one():
+    rng = np.random.default_rng(0)
+    base = (rng.random(2000) < 0.7).astype(float)
+    better = np.where(rng.random(2000) < 0.2, 1.0, base)  # fixes 20 % of the pairs
+    gain, p = paired_bootstrap(better, base)
+    assert gain > 0.03 and p < 0.01
+    _, p_same = paired_bootstrap(base, base)
+    assert p_same > 0.5
+    worse = np.where(rng.random(2000) < 0.1, 1 - base, base)  # random flips cost accuracy at 70 %
+    assert paired_bootstrap(worse, base)[1] > 0.5
+
+
+def test_holm_matches_the_textbook():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_sweep_prints_the_answer_and_marks_prompts_that_do_not_fit(tmp_path, capsys):
+    folder = write_layout(tmp_path / "ml-synth", "csv", n_users=50, n_movies=30, n_ratings=600).folder
+    args = ["sweep", "--dims", "2,300", "--seeds", "0,1", f"data.path={folder}", *TINY[:4]]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "smallest KGE dimension with a significant gain" in out
+    assert "largest dimension that fits the prompt" in out
+    sweep = json.loads((tmp_path / "runs" / "default" / "sweep" / "sweep.json").read_text())
+    rows = {(r["model"], r["kge_dim"]): r for r in sweep["rows"]}
+    assert rows[("prompt", 300)]["fits"] is False and rows[("prompt", 2)]["fits"] is True
+    assert rows[("embedding_frozen", 300)]["fits"] is True
+    assert len([r for r in sweep["runs"] if r["model"] == "vanilla"]) == 2
+    assert (tmp_path / "runs" / "default" / "sweep" / "accuracy_vs_dim.png").is_file()
