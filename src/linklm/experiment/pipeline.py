@@ -13,12 +13,13 @@ from __future__ import annotations
 import json
 import platform
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from linklm.config import LLM_KINDS, Config
 from linklm.errors import UserError
-from linklm.io import write_json
+from linklm.io import stable_hash, write_json
 
 
 def environment() -> dict[str, Any]:
@@ -126,10 +127,14 @@ def train_classifier(kind: str, cfg: Config, manager, gen, force: bool = False) 
     """Train one classifier (val picks the epoch), then evaluate test once; cached per run."""
     root = cfg.run_dir / "models" / kind
     done = root / "metrics.json"
+    # Everything that changes this model's result; a finished stage is reused only if it matches.
+    key = stable_hash({"kind": kind, "data": asdict(cfg.data), "llm": asdict(cfg.llm),
+                       "gnn": asdict(cfg.gnn) if kind != "vanilla" else None})  # fmt: skip
     if done.is_file() and not force:
         metrics = json.loads(done.read_text())
-        print(f"[{kind}] cached: test accuracy {metrics['test_accuracy']:.4f}, AUC {metrics['test_auc']:.4f}")
-        return metrics
+        if metrics.get("stage_key") == key:
+            print(f"[{kind}] cached: test accuracy {metrics['test_accuracy']:.4f}, AUC {metrics['test_auc']:.4f}")
+            return metrics
     start = time.perf_counter()
     clf = make_classifier(kind, cfg, manager, gen, root)
     train = clf.train_model_on_data(None)
@@ -148,6 +153,7 @@ def train_classifier(kind: str, cfg: Config, manager, gen, force: bool = False) 
         "llm_model": cfg.llm.model,
         "num_layers": cfg.llm.num_layers,
         "kge_dim": cfg.gnn.kge_dim if kind != "vanilla" else None,
+        "stage_key": key,
     }
     write_json(done, metrics)
     print(

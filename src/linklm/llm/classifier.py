@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
 
 from linklm.config import LLMConfig, llm_config
 from linklm.errors import UserError
@@ -57,11 +58,23 @@ class _StepLog(TrainerCallback):
         self.trainer.flush_step_log()
 
 
+class _QuietProgress(ProgressCallback):
+    """The Trainer's progress bars, without a printed dict at every logging step: the per-step
+    figures go to train_log.jsonl and each stage prints one summary line."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None and logs:
+            shown = {k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "eval_auc") and isinstance(v, float)}
+            self.training_bar.set_postfix(shown, refresh=False)
+
+
 class LinkTrainer(Trainer):
     """The HF Trainer, recording each training step's loss and batch accuracy."""
 
     def __init__(self, *args, step_log_path: Path | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if self.pop_callback(ProgressCallback) is not None:
+            self.add_callback(_QuietProgress)
         self.step_log_path = step_log_path
         self._pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
         self.add_callback(_StepLog(self))
