@@ -89,6 +89,7 @@ class LLMConfig:
     neg_ratio: float = 1.0  # (float) negatives per positive in every training batch
     max_train_pairs: int = 0  # (int) cap on train positives per epoch (0 = all); for quick runs
     seed: int = 42  # (int) model initialisation, data order and on-the-fly negatives
+    checkpoint_every: int = 0  # (int) steps between resumable checkpoints (0 = four per epoch)
     models: list[str] = field(default_factory=lambda: list(LLM_KINDS))  # (list) what `linklm run` trains
     device: str = "auto"  # (str) auto, cpu, cuda; bf16/fp16 autocast where the GPU supports it
 
@@ -96,7 +97,7 @@ class LLMConfig:
         for key in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, key) <= 0:
                 raise UserError(f"config key llm.{key} must be > 0, got {getattr(self, key)}")
-        for key in ("num_layers", "max_train_pairs"):
+        for key in ("num_layers", "max_train_pairs", "checkpoint_every"):
             if getattr(self, key) < 0:
                 raise UserError(f"config key llm.{key} must be >= 0, got {getattr(self, key)}")
         for key in ("lr", "gnn_lr", "neg_ratio"):

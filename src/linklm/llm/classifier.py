@@ -30,7 +30,7 @@ from transformers.trainer_callback import ProgressCallback
 from linklm.config import LLMConfig, llm_config
 from linklm.errors import UserError
 from linklm.evaluate import evaluate_scores
-from linklm.io import write_json
+from linklm.io import atomic_path, stable_hash, write_json
 from linklm.llm.collator import LinkCollator, PairDataset
 from linklm.llm.models import EndToEndKGEClassifier, KGEBertForSequenceClassification, build_model, load_tokenizer
 from linklm.llm.tokens import NodeTokens, PromptBuilder
@@ -262,9 +262,21 @@ class LinkClassifier:
             train = PairDataset(train.source_idx[keep], train.target_idx[keep], train.labels[keep])
         self.root.mkdir(parents=True, exist_ok=True)
         log_path = self.root / "train_log.jsonl"
-        log_path.unlink(missing_ok=True)
+        checkpoints, best_dir = self.root / "checkpoints", self.root / "best"
+        steps_per_epoch = max(1, -(-len(train) // positives_per_batch))
+        # What makes a checkpoint reusable: a leftover from another config is discarded, not resumed.
+        identity = {"kind": self.name, "llm": dataclasses.asdict(cfg), "epochs": epochs, "batch": batch_size}
+        identity.update(train=len(train), val=len(val), kge=self.kge.key if self.kge else None)
+        key = stable_hash(identity)
+        resume = _resumable(checkpoints, key)
+        if not resume:
+            for folder in (checkpoints, best_dir):
+                shutil.rmtree(folder, ignore_errors=True)
+            log_path.unlink(missing_ok=True)
+            checkpoints.mkdir(parents=True)
+            write_json(checkpoints / "linklm_key.json", {"key": key})
         args = TrainingArguments(
-            output_dir=str(self.root / "checkpoints"),
+            output_dir=str(checkpoints),
             per_device_train_batch_size=positives_per_batch,
             per_device_eval_batch_size=cfg.eval_batch_size,
             num_train_epochs=epochs,
@@ -272,11 +284,11 @@ class LinkClassifier:
             weight_decay=cfg.weight_decay,
             warmup_steps=cfg.warmup_ratio,
             eval_strategy="epoch",
-            save_strategy="epoch",
-            save_total_limit=2,
-            load_best_model_at_end=True,
-            metric_for_best_model="auc",
-            greater_is_better=True,
+            # Checkpoints for resuming a killed run, several per epoch; the best model by val AUC is
+            # kept apart by _KeepBest, since load_best_model_at_end would tie saving to evaluation.
+            save_strategy="steps",
+            save_steps=cfg.checkpoint_every or max(1, steps_per_epoch // 4),
+            save_total_limit=1,
             logging_strategy="steps",
             logging_steps=10,
             report_to="none",
@@ -286,31 +298,38 @@ class LinkClassifier:
             dataloader_num_workers=0,
             **self._device_args(),
         )
+        keep_best = _KeepBest(best_dir)
         trainer = LinkTrainer(
             model=self.model, args=args, data_collator=_SplitCollator(self, cfg.seed),
             train_dataset=_Tagged(train, "train"), eval_dataset=_Tagged(val, "val"),
             compute_metrics=_val_metrics, optimizers=self._optimizers(), step_log_path=log_path,
+            callbacks=[keep_best],
         )  # fmt: skip
+        if resume:
+            _truncate_log(log_path, resume)
         start = time.perf_counter()
-        trainer.train()
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         seconds = time.perf_counter() - start
         trainer.flush_step_log()
         self.model = trainer.model
-        best = trainer.evaluate() if trainer.state.best_metric is None else {"eval_auc": trainer.state.best_metric}
+        best = keep_best.load_into(self.model)
         history = [row for row in trainer.state.log_history if "eval_auc" in row]
         examples = len(train) * epochs * (1 + cfg.neg_ratio)
         self.metrics = {
             "val_auc": float(best["eval_auc"]),
+            "best_epoch": best["epoch"],
             "val_history": history,
             "train_seconds": round(seconds, 2),
             "train_examples": int(examples),
             "examples_per_second": round(examples / seconds, 1),
             "epochs": epochs,
             "batch_size": batch_size,
+            "resumed_from": resume.name if resume else None,
         }
         if trainer.is_world_process_zero():
             self.save_pretrained(self.root / "model")
-            shutil.rmtree(self.root / "checkpoints", ignore_errors=True)
+            for folder in (checkpoints, best_dir):
+                shutil.rmtree(folder, ignore_errors=True)
         return self.metrics
 
     @torch.no_grad()
@@ -369,6 +388,61 @@ class LinkClassifier:
             raise UserError(f"{folder}: weights do not fit this classifier ({(unexpected or missing)[0]})")
 
 
+def _resumable(checkpoints: Path, key: str) -> Path | None:
+    """The latest complete checkpoint of a run with the same key, if any."""
+    marker = checkpoints / "linklm_key.json"
+    try:
+        if json.loads(marker.read_text())["key"] != key:
+            return None
+    except (OSError, ValueError, KeyError):
+        return None
+    done = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def _truncate_log(path: Path, checkpoint: Path) -> None:
+    """Drop per-step rows written after `checkpoint`: they are trained (and logged) again."""
+    if not path.is_file():
+        return
+    step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+    rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(r + "\n" for r in rows))
+
+
+class _KeepBest(TrainerCallback):
+    """Saves the weights of the best val-AUC evaluation so far (safetensors) and restores them."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.best = json.loads((folder / "best.json").read_text()) if (folder / "best.json").is_file() else None
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        auc = (metrics or {}).get("eval_auc")
+        if auc is None or (self.best is not None and auc <= self.best["eval_auc"]):
+            return
+        self.best = {"eval_auc": float(auc), "epoch": float(state.epoch or 0), "step": state.global_step}
+        if state.is_world_process_zero:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            weights = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
+            with atomic_path(self.folder / "model.safetensors") as tmp:
+                save_file(weights, tmp)
+            write_json(self.folder / "best.json", self.best)
+
+    def load_into(self, model) -> dict:
+        if self.best is None:
+            raise UserError("training ended without a single validation; nothing to select a model by")
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()  # rank 0 may still be writing the file
+        state = load_file(self.folder / "model.safetensors")
+        _unwrap(model).load_state_dict(state)
+        return self.best
+
+
+def _unwrap(model):
+    return getattr(model, "module", model)
+
+
 class _Tagged(torch.utils.data.Dataset):
     """A PairDataset whose items say their split, so one collator serves train and val."""
 
@@ -386,9 +460,7 @@ class _SplitCollator:
     """Routes each batch to the train or the val collator (the Trainer takes one collator)."""
 
     def __init__(self, classifier: LinkClassifier, seed: int):
-        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-        # Each DDP rank draws its own negatives.
-        self.by_split = {s: classifier.collator(s, seed=seed + 1000 * rank) for s in ("train", "val")}
+        self.by_split = {s: classifier.collator(s, seed=seed) for s in ("train", "val")}
 
     def __call__(self, features):
         return self.by_split[features[0]["split"]](features)

@@ -7,6 +7,7 @@ batch. Val and test batches carry their fixed negatives from the split and draw 
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import numpy as np
@@ -60,7 +61,7 @@ class LinkCollator:
         self.train_keys = train_keys
         self.neg_ratio = neg_ratio
         self.kge, self.tables = kge, tables
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         if neg_ratio > 0 and train_keys is None:
             raise ValueError("a collator drawing negatives needs train_keys to keep them off the positives")
 
@@ -70,7 +71,11 @@ class LinkCollator:
         labels = np.fromiter((f["labels"] for f in features), dtype=np.int64, count=len(features))
         if self.neg_ratio > 0:
             n_neg = int(round(len(features) * self.neg_ratio))
-            neg_src, neg_dst = sample_negatives(self.num_sources, self.num_targets, self.train_keys, n_neg, self.rng)
+            # Negatives are a function of the seed and the batch's positives, not of how many
+            # batches came before: a run resumed from a checkpoint draws exactly what an
+            # uninterrupted one would, and DDP ranks (which see other positives) draw others.
+            rng = np.random.default_rng([self.seed, zlib.crc32(src.tobytes()), zlib.crc32(dst.tobytes())])
+            neg_src, neg_dst = sample_negatives(self.num_sources, self.num_targets, self.train_keys, n_neg, rng)
             src, dst = np.concatenate([src, neg_src]), np.concatenate([dst, neg_dst])
             labels = np.concatenate([labels, np.zeros(n_neg, dtype=np.int64)])
         batch = self.builder.batch(src, dst, self.split)
