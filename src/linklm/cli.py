@@ -6,6 +6,7 @@
     linklm run   [--config FILE]                                 every stage (make run)
     linklm sweep [--preset small] [--dims 2,8] [--seeds 0,1,2]  KGE-dimension sweep + significance
     linklm report --run runs/default                             rebuild the report from results
+    linklm explain --run runs/default [--samples N]              attention, Shapley, PCA of trained models
 
 Every command takes --config FILE, --force and key=value overrides (e.g. data.seed=7).
 Mistakes a user can fix end with one line on stderr and exit code 2, never a traceback.
@@ -63,17 +64,21 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = _config(args, [("name", args.run)])
     kinds = ["embedding_frozen", "embedding_e2e"] if args.model == "embedding" else [args.model]
+    from linklm.experiment.pipeline import say
+
     run_models(cfg, kinds, force=args.force, gnn=False)
-    print(f"wrote {cfg.run_dir / 'results.json'}")
+    say(f"wrote {cfg.run_dir / 'results.json'}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from linklm.experiment.pipeline import run_models
+    from linklm.experiment.pipeline import is_main, run_models
     from linklm.report.report import build_report
 
     cfg = _config(args, [])
     run_models(cfg, list(cfg.llm.models), force=args.force)
+    if not is_main():
+        return 0
     page = build_report(cfg.run_dir)
     print(f"[report] wrote {cfg.run_dir / 'results.json'}, {cfg.run_dir / 'report.md'} and {page}")
     return 0
@@ -120,6 +125,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from linklm.explain.run import explain_run
+
+    result = explain_run(args.run, samples=args.samples)
+    print(f"[explain] wrote {args.run}/explain/explain.json and its figures ({result['seconds']:.0f} s)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="linklm", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="rebuild report.md and report.html of a run (never retrains)")
     p.add_argument("--run", default="runs/default", help="the run folder (default: runs/default)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("explain", help="attention, Shapley values and PCA of a run's trained models (never trains)")
+    p.add_argument("--run", default="runs/default", help="the run folder (default: runs/default)")
+    p.add_argument("--samples", type=int, help="test pairs for attention and PCA (default 200; Shapley on a third)")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("run", help="the main job: data, GNN, every classifier, results.json, report")
     common(p)

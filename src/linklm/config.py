@@ -90,6 +90,7 @@ class LLMConfig:
     max_train_pairs: int = 0  # (int) cap on train positives per epoch (0 = all); for quick runs
     seed: int = 42  # (int) model initialisation, data order and on-the-fly negatives
     checkpoint_every: int = 0  # (int) steps between resumable checkpoints (0 = four per epoch)
+    audit_shards: bool = False  # (bool) each rank records the train positives it saw per epoch
     models: list[str] = field(default_factory=lambda: list(LLM_KINDS))  # (list) what `linklm run` trains
     device: str = "auto"  # (str) auto, cpu, cuda; bf16/fp16 autocast where the GPU supports it
 

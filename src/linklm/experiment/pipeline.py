@@ -11,6 +11,7 @@ GNN through their content-keyed caches, a classifier through `<run>/models/<kind
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import asdict
@@ -20,6 +21,38 @@ from typing import Any
 from linklm.config import LLM_KINDS, Config
 from linklm.errors import UserError
 from linklm.io import stable_hash, write_json
+
+
+def distributed() -> tuple[int, int]:
+    """(rank, world size). Under torchrun / accelerate launch, joins the process group they set up."""
+    import torch
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (torch.distributed.get_rank() if world > 1 else 0), world
+
+
+def is_main() -> bool:
+    return distributed()[0] == 0
+
+
+def main_first(stage):
+    """Run `stage` on rank 0 first (it builds the caches), then on the other ranks (which load them)."""
+    import torch
+
+    rank, world = distributed()
+    if world > 1 and rank != 0:
+        torch.distributed.barrier()
+    result = stage()
+    if world > 1 and rank == 0:
+        torch.distributed.barrier()
+    return result
+
+
+def say(line: str) -> None:
+    if is_main():
+        print(line, flush=True)
 
 
 def environment() -> dict[str, Any]:
@@ -43,8 +76,10 @@ def environment() -> dict[str, Any]:
     }
 
 
-def update_results(cfg: Config, section: str, values: Any) -> dict[str, Any]:
-    """Merge one stage's results into <run>/results.json (written atomically)."""
+def update_results(cfg: Config, section: str, values: Any) -> dict[str, Any] | None:
+    """Merge one stage's results into <run>/results.json (written atomically, by rank 0 only)."""
+    if not is_main():
+        return None
     path = cfg.run_dir / "results.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
     if isinstance(values, dict) and isinstance(results.get(section), dict) and section == "models":
@@ -62,7 +97,7 @@ def prepare_data(cfg: Config, force: bool = False):
     manager = MovieLensManager(config=cfg.data, force_recompute=force)
     s = manager.summary()
     name = cfg.data.dataset if cfg.data.path is None else Path(cfg.data.path).name
-    print(
+    say(
         f"[data] {name}: {s['users']:,} users, {s['movies']:,} movies, {s['ratings']:,} ratings; "
         f"train/val/test supervision {s['train']['supervision_pos']:,}/{s['val']['supervision_pos']:,}/"
         f"{s['test']['supervision_pos']:,} (+ as many val/test negatives) "
@@ -83,12 +118,13 @@ def train_gnn(cfg: Config, manager, force: bool = False):
     if not cached:
         gen.train_model()
     m = gen.metrics
-    print(
+    say(
         f"[gnn] d={cfg.gnn.kge_dim}: val AUC {m['val_auc']:.4f} (epoch {m['best_epoch']}), "
         f"test AUC {m['test_auc']:.4f}, {m['train_seconds']:.1f} s training" + (" (cached)" if cached else "")
     )
     update_results(cfg, "gnn", {**m, "kge_dim": cfg.gnn.kge_dim, "folder": str(gen.folder)})
-    gnn_predictions(gen, manager, cfg.run_dir / "gnn_test_predictions.parquet")
+    if is_main():
+        gnn_predictions(gen, manager, cfg.run_dir / "gnn_test_predictions.parquet")
     return gen
 
 
@@ -133,11 +169,13 @@ def train_classifier(kind: str, cfg: Config, manager, gen, force: bool = False) 
     if done.is_file() and not force:
         metrics = json.loads(done.read_text())
         if metrics.get("stage_key") == key:
-            print(f"[{kind}] cached: test accuracy {metrics['test_accuracy']:.4f}, AUC {metrics['test_auc']:.4f}")
+            say(f"[{kind}] cached: test accuracy {metrics['test_accuracy']:.4f}, AUC {metrics['test_auc']:.4f}")
             return metrics
     start = time.perf_counter()
     clf = make_classifier(kind, cfg, manager, gen, root)
     train = clf.train_model_on_data(None)
+    if not is_main():
+        return train  # rank 0 alone evaluates test and writes the results
     test = clf.evaluate_model(None, split="test", predictions_path=root / "test_predictions.parquet")  # once
     metrics = {
         "test_accuracy": test["accuracy"],
@@ -156,7 +194,7 @@ def train_classifier(kind: str, cfg: Config, manager, gen, force: bool = False) 
         "stage_key": key,
     }
     write_json(done, metrics)
-    print(
+    say(
         f"[{kind}] test accuracy {metrics['test_accuracy']:.4f}, AUC {metrics['test_auc']:.4f}, "
         f"F1 {metrics['test_f1']:.4f} (val AUC {metrics['val_auc']:.4f}; {metrics['train_seconds']:.0f} s, "
         f"{metrics['examples_per_second']:.0f} examples/s)"
@@ -166,9 +204,11 @@ def train_classifier(kind: str, cfg: Config, manager, gen, force: bool = False) 
 
 def run_models(cfg: Config, kinds: list[str], force: bool = False, gnn: bool = True) -> dict[str, Any]:
     """Data, then the GNN (always when `gnn`, else only if a model needs KGEs), then each classifier."""
-    write_json(cfg.run_dir / "config.json", cfg.to_dict())
-    manager = prepare_data(cfg)
-    gen = train_gnn(cfg, manager, force=force) if gnn or any(k != "vanilla" for k in kinds) else None
+    if is_main():
+        write_json(cfg.run_dir / "config.json", cfg.to_dict())
+    manager = main_first(lambda: prepare_data(cfg))
+    needs_gnn = gnn or any(k != "vanilla" for k in kinds)
+    gen = main_first(lambda: train_gnn(cfg, manager, force=force and is_main())) if needs_gnn else None
     results = {}
     for kind in kinds:
         results[kind] = train_classifier(kind, cfg, manager, gen, force=force)

@@ -296,14 +296,16 @@ class LinkClassifier:
             seed=cfg.seed,
             data_seed=cfg.seed,
             dataloader_num_workers=0,
+            ddp_find_unused_parameters=False,  # every parameter is used in every step
             **self._device_args(),
         )
         keep_best = _KeepBest(best_dir)
+        collate = _SplitCollator(self, cfg.seed)
         trainer = LinkTrainer(
-            model=self.model, args=args, data_collator=_SplitCollator(self, cfg.seed),
+            model=self.model, args=args, data_collator=collate,
             train_dataset=_Tagged(train, "train"), eval_dataset=_Tagged(val, "val"),
             compute_metrics=_val_metrics, optimizers=self._optimizers(), step_log_path=log_path,
-            callbacks=[keep_best],
+            callbacks=[keep_best, _ShardAudit(collate, self.root / "shards")],
         )  # fmt: skip
         if resume:
             _truncate_log(log_path, resume)
@@ -461,9 +463,27 @@ class _SplitCollator:
 
     def __init__(self, classifier: LinkClassifier, seed: int):
         self.by_split = {s: classifier.collator(s, seed=seed) for s in ("train", "val")}
+        self.seen: list[tuple[int, int]] | None = [] if classifier.config.audit_shards else None
 
     def __call__(self, features):
+        if self.seen is not None and features[0]["split"] == "train":
+            self.seen += [(int(f["source_idx"]), int(f["target_idx"])) for f in features]
         return self.by_split[features[0]["split"]](features)
+
+
+class _ShardAudit(TrainerCallback):
+    """With llm.audit_shards, each rank writes the train positives it saw in each epoch
+    (<root>/shards/rank<r>-epoch<e>.json), so a DDP run can be checked for disjoint shards."""
+
+    def __init__(self, collator: _SplitCollator, folder: Path):
+        self.collator, self.folder = collator, folder
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.collator.seen is None:
+            return
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        write_json(self.folder / f"rank{rank}-epoch{round(state.epoch or 0)}.json", sorted(self.collator.seen))
+        self.collator.seen.clear()
 
 
 class VanillaClassifier(LinkClassifier):
