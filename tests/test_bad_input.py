@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,118 @@ def test_truncated_zip_leaves_no_extraction(tmp_path):
     archive.write_bytes(archive.read_bytes()[:-40])
     assert main(["data", "--path", str(archive), "data.cache_dir=cache"]) == 2
     assert not list((tmp_path / "cache").rglob("*.csv")) if (tmp_path / "cache").exists() else True
+
+
+# --- the rest of the matrix: configs, models, ids, permissions, a full disk ------------------------
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [("gnn.kge_dim=0", "gnn.kge_dim"), ("gnn.epochs=0", "gnn.epochs"), ("llm.models=[vanilla,bert9]", "llm.models"),
+     ("data.neg_ratio=-0.5", "data.neg_ratio"), ("llm.batch_size=-4", "llm.batch_size"),
+     ("gnn.device=tpu", "gnn.device")],
+)  # fmt: skip
+def test_bad_values_name_the_key(capsys, override, key):
+    assert main(["run", override]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and key in err and "Traceback" not in err
+
+
+def test_unknown_model_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = write_layout(tmp_path / "ml-synth", "csv").folder
+    code = main(["train", "--model", "vanilla", f"data.path={folder}", "llm.model=no-such-org/no-such-model"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "no-such-org/no-such-model" in err
+
+
+def test_unknown_ids_and_splits_in_the_api(tmp_path):
+    from linklm import MovieLensManager, UserError
+    from linklm.llm import VanillaClassifier
+
+    folder = write_layout(tmp_path / "ml-synth", "csv").folder
+    ml = MovieLensManager(path=folder)
+    clf = VanillaClassifier(ml.llm_df, ml.source_df, ml.target_df, tmp_path / "clf", "random:L2-H32")
+    with pytest.raises(UserError, match="unknown source_id 999999"):
+        clf.indices([999999], [int(ml.target_df["target_id"].iloc[0])])
+    with pytest.raises(UserError, match="split"):
+        ml.message_passing_index("dev")
+
+
+def _run(args, cwd, *, user=None, fsize=None):
+    """The real console entry in a subprocess, optionally as another user or with a file-size limit."""
+    import os
+    import resource
+    import signal
+
+    def limits():
+        if fsize is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+        if user is not None:
+            os.setgid(user)
+            os.setuid(user)
+
+    return subprocess.run([sys.executable, "-m", "linklm.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, preexec_fn=limits)  # fmt: skip
+
+
+def test_full_disk_is_one_line_and_leaves_nothing_half_written(tmp_path):
+    folder = write_layout(tmp_path / "ml-synth", "csv", n_users=300, n_movies=200, n_ratings=20000).folder
+    proc = _run(["data", "--path", str(folder), "data.cache_dir=cache"], tmp_path, fsize=64 * 1024)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "too large" in proc.stderr.lower() or "no space" in proc.stderr.lower()
+    leftovers = list((tmp_path / "cache").rglob("*")) if (tmp_path / "cache").exists() else []
+    assert not [p for p in leftovers if p.is_file()], leftovers
+
+
+DROP_PRIVILEGES = """
+import os, sys
+import linklm.cli, linklm.data.movielens, linklm.experiment.pipeline  # imported while still root
+if os.geteuid() == 0:
+    os.setgid(65534)
+    os.setuid(65534)  # root reads and writes everything: become "nobody" to see permissions bite
+sys.exit(linklm.cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture
+def open_tmp():
+    """A folder every user can reach (pytest's own tmp root is private to its owner)."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="linklm-perm-"))
+    base.chmod(0o777)
+    yield base
+    for p in [base, *base.rglob("*")]:
+        p.chmod(0o777 if p.is_dir() else 0o666)
+    shutil.rmtree(base)
+
+
+def test_unreadable_file_and_unwritable_folder(open_tmp):
+    import os
+
+    tmp_path = open_tmp
+    folder = write_layout(tmp_path / "ml-synth", "csv").folder
+    for p in [tmp_path, *tmp_path.rglob("*")]:
+        p.chmod(0o777 if p.is_dir() else 0o666)
+    (folder / "movies.csv").chmod(0o000)
+
+    def run(cache):
+        args = [sys.executable, "-c", DROP_PRIVILEGES, "data", "--path", str(folder), f"data.cache_dir={cache}"]
+        return subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    proc = run(tmp_path / "cache")
+    assert proc.returncode == 2, proc.stderr
+    assert "movies.csv" in proc.stderr and "permission" in proc.stderr.lower()
+    assert proc.stderr.strip().count("\n") == 0
+    (folder / "movies.csv").chmod(0o666)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    proc = run(locked / "cache")
+    assert proc.returncode == 2, proc.stderr
+    assert "locked" in proc.stderr and proc.stderr.strip().count("\n") == 0
+    assert not os.listdir(locked)
