@@ -246,9 +246,12 @@ class LinkClassifier:
     def _optimizers(self):
         return (None, None)
 
-    def train_model_on_data(self, dataset=None, epochs: int | None = None, batch_size: int | None = None) -> dict:
+    def train_model_on_data(
+        self, dataset=None, epochs: int | None = None, batch_size: int | None = None, callbacks: list | None = None
+    ) -> dict:
         """Train with on-the-fly negatives; evaluate val every epoch and keep the best model by val
-        AUC. Never touches test. Returns val metrics, training time and throughput."""
+        AUC. Never touches test. Returns val metrics, training time and throughput. `callbacks` are
+        extra HF TrainerCallbacks (progress hooks, timers)."""
         cfg = self.config
         epochs = epochs or cfg.epochs
         batch_size = batch_size or cfg.batch_size
@@ -305,7 +308,7 @@ class LinkClassifier:
             model=self.model, args=args, data_collator=collate,
             train_dataset=_Tagged(train, "train"), eval_dataset=_Tagged(val, "val"),
             compute_metrics=_val_metrics, optimizers=self._optimizers(), step_log_path=log_path,
-            callbacks=[keep_best, _ShardAudit(collate, self.root / "shards")],
+            callbacks=[keep_best, _ShardAudit(collate, self.root / "shards"), *(callbacks or [])],
         )  # fmt: skip
         if resume:
             _truncate_log(log_path, resume)

@@ -1,0 +1,175 @@
+"""Language-model side figures, each measured side by side in one run.
+
+    python benchmarks/bench_llm.py [--prompts 1000000] [--steps 20]
+
+- tokenization_speedup: per-node assembly (linklm) vs the HF fast tokenizer, batched, on the same
+  prompts of the embedded ml-100k; plus the projected time for ml-32m's 30.7 M examples.
+- trainer_overhead: the HF Trainer pipeline (collator with on-the-fly negatives, dynamic padding)
+  vs a bare forward/backward/step loop on the same model and the same batches; plus the model's
+  FLOP utilisation against the machine's measured fp32 matmul peak.
+- embedding_vs_vanilla_cost: training time per example of the embedding (KGE-injection) model over
+  the vanilla model's, same batches of pairs.
+
+Writes the figures into benchmarks/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from linklm import GraphRepresentationGenerator, MovieLensManager
+from linklm.llm import EmbeddingClassifier, VanillaClassifier
+from linklm.llm.collator import PairDataset
+from linklm.llm.tokens import NodeTokens, PromptBuilder
+
+ML32M_EXAMPLES = 30_720_194  # the seed's llm_df rows on ml-32m
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def bench_tokenization(ml, tokenizer, n: int) -> dict:
+    nodes = NodeTokens.from_frames(tokenizer, ml.source_df, ml.target_df)
+    builder = PromptBuilder(nodes, "vanilla")
+    rng = np.random.default_rng(0)
+    idx = ml.llm_index
+    rows = rng.integers(0, len(idx), n)
+    src, dst = idx["source_idx"].to_numpy()[rows], idx["target_idx"].to_numpy()[rows]
+    texts = builder.text(src, dst, "train")
+    start = time.perf_counter()
+    for lo in range(0, n, 4096):
+        builder.batch(src[lo : lo + 4096], dst[lo : lo + 4096], "train")
+    ours = time.perf_counter() - start
+    start = time.perf_counter()
+    for lo in range(0, n, 4096):
+        tokenizer(texts[lo : lo + 4096], padding="longest", return_tensors="pt")
+    theirs = time.perf_counter() - start
+    return {
+        "tokenization_prompts": n,
+        "tokenization_per_node_seconds": round(ours, 3),
+        "tokenization_hf_fast_seconds": round(theirs, 3),
+        "tokenization_speedup": round(theirs / ours, 1),
+        "tokenization_speedup_target": 50,
+        "tokenization_ml32m_projected_seconds_per_node": round(ours / n * ML32M_EXAMPLES, 1),
+        "tokenization_ml32m_projected_seconds_hf": round(theirs / n * ML32M_EXAMPLES, 1),
+    }
+
+
+def _pairs(ml, n: int) -> PairDataset:
+    src, dst = ml.supervision("train")
+    return PairDataset(src[:n], dst[:n], np.ones(min(n, len(src)), dtype=np.int64))
+
+
+def bare_loop_seconds(clf, batches: list[dict]) -> float:
+    model = clf.model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    model(**batches[0]).loss.backward()  # warm-up
+    opt.zero_grad()
+    start = time.perf_counter()
+    for batch in batches:
+        model(**batch).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return time.perf_counter() - start
+
+
+def trainer_seconds_per_step(clf, pairs: PairDataset, positives: int) -> float:
+    """Seconds per step of the Trainer's loop, between the ends of its first and last steps (no
+    warm-up, no final evaluation), collator and dynamic padding included."""
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        def __init__(self):
+            self.ends: list[float] = []
+
+        def on_step_end(self, args, state, control, **kw):
+            self.ends.append(time.perf_counter())
+
+    clf.config.max_train_pairs = 0
+    clf.config.checkpoint_every = 10**9  # no checkpoint inside the measured steps
+    clock = Clock()
+    original = clf._pairs
+    clf._pairs = lambda dataset, split: pairs if split == "train" else _tiny_val(original(dataset, split))
+    clf.train_model_on_data(None, epochs=1, batch_size=2 * positives, callbacks=[clock])
+    return (clock.ends[-1] - clock.ends[0]) / (len(clock.ends) - 1)
+
+
+def _tiny_val(pairs: PairDataset) -> PairDataset:
+    keep = np.r_[0:32, len(pairs) - 32 : len(pairs)]
+    return PairDataset(pairs.source_idx[keep], pairs.target_idx[keep], pairs.labels[keep])
+
+
+def flops_per_token(config) -> float:
+    """Training FLOPs per token of the encoder: 3 x (forward of the dense layers + attention)."""
+    h, i, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    return 3 * 2 * layers * (4 * h * h + 2 * h * i)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--prompts", type=int, default=1_000_000)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--model", default="all-MiniLM-L6-v2")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    ml = MovieLensManager()
+    figures: dict = {}
+    vanilla = VanillaClassifier(ml.llm_df, ml.source_df, ml.target_df, "/tmp/linklm-bench/vanilla", args.model)
+    figures.update(bench_tokenization(ml, vanilla.tokenizer, args.prompts))
+    print({k: v for k, v in figures.items() if k.startswith("tokenization")}, flush=True)
+
+    positives = args.batch // 2
+    pairs = _pairs(ml, positives * args.steps)
+    collate = vanilla.collator("train", seed=0)
+    batches = [collate([pairs[i] for i in range(lo, lo + positives)]) for lo in range(0, len(pairs), positives)]
+    tokens = float(np.mean([b["input_ids"].numel() for b in batches]))
+    bare = bare_loop_seconds(vanilla, batches) / len(batches)
+    vanilla2 = VanillaClassifier(ml.llm_df, ml.source_df, ml.target_df, "/tmp/linklm-bench/vanilla2", args.model)
+    piped = trainer_seconds_per_step(vanilla2, pairs, positives)
+    peak = matmul_peak_gflops()
+    achieved = flops_per_token(vanilla.model.config) * tokens / bare / 1e9
+    figures.update({
+        "trainer_overhead": round(piped / bare - 1, 3),
+        "trainer_overhead_target": 0.15,
+        "bare_loop_examples_per_second": round(2 * positives / bare, 1),
+        "trainer_examples_per_second": round(2 * positives / piped, 1),
+        "matmul_peak_gflops": round(peak, 1),
+        "model_gflops": round(achieved, 1),
+        "flop_utilisation": round(achieved / peak, 3),
+    })  # fmt: skip
+
+    gen = GraphRepresentationGenerator(ml.data, ml.train_data, ml.val_data, ml.test_data, kge_dimension=16,
+                                       cache_dir="data/gnn")  # fmt: skip
+    if not gen.trained:
+        gen.train_model(progress=False, log=lambda _: None)
+    embedding = EmbeddingClassifier(ml.llm_df, ml.source_df, ml.target_df, "/tmp/linklm-bench/emb", args.model,
+                                    kge=gen)  # fmt: skip
+    vanilla3 = VanillaClassifier(ml.llm_df, ml.source_df, ml.target_df, "/tmp/linklm-bench/vanilla3", args.model)
+    t_emb = trainer_seconds_per_step(embedding, pairs, positives)
+    t_van = trainer_seconds_per_step(vanilla3, pairs, positives)
+    figures.update({"embedding_vs_vanilla_cost": round(t_emb / t_van, 3), "embedding_vs_vanilla_cost_target": 1.2})
+    for key, value in figures.items():
+        print(f"{key:<48} {value}")
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.is_file() else {}
+    results.update(figures)
+    out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
