@@ -184,6 +184,8 @@ def train_classifier(kind: str, cfg: Config, manager, gen, force: bool = False) 
         "test_confusion_matrix": test["confusion_matrix"],
         "val_auc": train["val_auc"],
         "val_history": train["val_history"],
+        "best_epoch": train["best_epoch"],
+        "resumed_from": train["resumed_from"],
         "train_seconds": train["train_seconds"],
         "examples_per_second": train["examples_per_second"],
         "train_examples": train["train_examples"],
