@@ -7,9 +7,9 @@ import subprocess
 import sys
 import time
 
-from synthetic import write_layout
-
 from linklm.cli import main
+
+from synthetic import write_layout
 
 TINY = ["llm.model=random:L2-H32", "llm.batch_size=16", "gnn.epochs=5", "gnn.kge_dim=4"]
 SCORES = ("test_accuracy", "test_auc", "test_f1", "test_confusion_matrix", "val_auc")
@@ -63,6 +63,6 @@ def test_llm_training_resumes_after_sigkill(tmp_path):
     assert metrics["resumed_from"] is not None and metrics["resumed_from"].startswith("checkpoint-")
     ref = json.loads((tmp_path / "runs" / "ref" / "models" / "vanilla" / "metrics.json").read_text())
     assert {k: metrics[k] for k in SCORES} == {k: ref[k] for k in SCORES}
-    steps = [json.loads(line)["step"] for line in
-             (tmp_path / "runs" / "killed" / "models" / "vanilla" / "train_log.jsonl").read_text().splitlines()]  # fmt: skip
+    log = tmp_path / "runs" / "killed" / "models" / "vanilla" / "train_log.jsonl"
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     assert steps == sorted(set(steps)), "each step logged once across the kill"
