@@ -14,13 +14,14 @@ import json
 import os
 import platform
 import time
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from linklm.config import LLM_KINDS, Config
 from linklm.errors import UserError
-from linklm.io import stable_hash, write_json
+from linklm.io import artifact_record, damaged, stable_hash, write_json
 
 
 def distributed() -> tuple[int, int]:
@@ -167,10 +168,16 @@ def train_classifier(kind: str, cfg: Config, manager, gen, force: bool = False) 
     key = stable_hash({"kind": kind, "data": asdict(cfg.data), "llm": asdict(cfg.llm),
                        "gnn": asdict(cfg.gnn) if kind != "vanilla" else None})  # fmt: skip
     if done.is_file() and not force:
-        metrics = json.loads(done.read_text())
-        if metrics.get("stage_key") == key:
+        try:
+            metrics = json.loads(done.read_text())
+            problem = damaged(root, metrics["artifacts"]) if metrics.get("stage_key") == key else "stale"
+        except (ValueError, KeyError, TypeError):
+            metrics, problem = None, f"{done} is not readable"
+        if problem is None:
             say(f"[{kind}] cached: test accuracy {metrics['test_accuracy']:.4f}, AUC {metrics['test_auc']:.4f}")
             return metrics
+        if problem != "stale":
+            warnings.warn(f"{problem}; retraining {kind}", stacklevel=2)
     start = time.perf_counter()
     clf = make_classifier(kind, cfg, manager, gen, root)
     train = clf.train_model_on_data(None)
@@ -195,6 +202,8 @@ def train_classifier(kind: str, cfg: Config, manager, gen, force: bool = False) 
         "kge_dim": cfg.gnn.kge_dim if kind != "vanilla" else None,
         "stage_key": key,
     }
+    files = [root / "model" / "model.safetensors", root / "test_predictions.parquet"]
+    metrics["artifacts"] = artifact_record(root, [f for f in files if f.is_file()])
     write_json(done, metrics)
     say(
         f"[{kind}] test accuracy {metrics['test_accuracy']:.4f}, AUC {metrics['test_auc']:.4f}, "
