@@ -65,3 +65,23 @@ def test_save_pretrained_round_trip(tmp_path):
     assert torch.equal(a, b)
     assert again.config.type_vocab_size == len(SEGMENTS) and again.config.kge_dim == 4
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix in (".bin", ".pt", ".pkl")) == []
+
+
+def test_pretrained_weights_load_from_a_folder_with_kge_dim_and_fewer_layers(tmp_path):
+    from transformers import BertModel
+
+    from linklm.llm.models import random_config
+
+    source = BertModel(random_config(TINY, 30522))
+    source.save_pretrained(tmp_path)
+    model = build_model(str(tmp_path), "embedding", num_layers=1, kge_dim=6)
+    assert model.config.kge_dim == 6 and len(model.bert.encoder.layer) == 1
+    assert torch.equal(
+        model.bert.encoder.layer[0].attention.self.query.weight, source.encoder.layer[0].attention.self.query.weight
+    )
+
+
+def test_offline_default_minilm_loads_truncated(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = build_model("all-MiniLM-L6-v2", "vanilla", num_layers=2)
+    assert len(model.bert.encoder.layer) == 2 and model.config.hidden_size == 384

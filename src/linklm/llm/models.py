@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel, BertPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.utils import logging as hf_logging
 
 from linklm.errors import UserError
 from linklm.llm.tokens import MOVIE_KGE, SEGMENTS, USER_KGE
@@ -109,11 +110,20 @@ def build_model(name: str, kind: str, num_layers: int | None = None, kge_dim: in
         model = cls(config)
     else:
         path = resolve(name)
-        kwargs = {"num_labels": 2, **extra}
-        if num_layers:
-            kwargs["num_hidden_layers"] = num_layers
         try:
-            model = cls.from_pretrained(path, **kwargs)
+            config = BertConfig.from_pretrained(path, num_labels=2)
+            if num_layers:
+                config.num_hidden_layers = num_layers
+            for key, value in extra.items():
+                setattr(config, key, value)  # kge_dim lives on the config, not in the constructor
+            # Truncating MiniLM leaves its upper layers unused and the classifier head new: expected,
+            # so the load report's warnings are not shown.
+            verbosity = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()
+            try:
+                model = cls.from_pretrained(path, config=config)
+            finally:
+                hf_logging.set_verbosity(verbosity)
         except OSError as exc:
             raise UserError(f"{path}: cannot load model weights ({str(exc).splitlines()[0]})") from None
     grow_token_types(model)
