@@ -54,7 +54,8 @@ def _tensor_digest(tensors: list[torch.Tensor]) -> str:
     digest = hashlib.sha256()
     for t in tensors:
         digest.update(str(tuple(t.shape)).encode())
-        digest.update(t.detach().cpu().contiguous().numpy().tobytes())
+        # hashlib reads the array's buffer: .tobytes() would first copy it (0.5 GB for ml-32m's test edges)
+        digest.update(t.detach().cpu().contiguous().numpy())
     return digest.hexdigest()[:16]
 
 
@@ -166,12 +167,15 @@ class GraphRepresentationGenerator:
         return self.model(self.movie_x.to(self.device), adj)
 
     @torch.no_grad()
-    def _auc(self, split: str, adj) -> float:
+    def _eval_embed(self, adj) -> dict[str, torch.Tensor]:
         self.model.eval()
-        z = self._embed(adj)
+        return self._embed(adj)
+
+    @torch.no_grad()
+    def _auc(self, split: str, z: dict[str, torch.Tensor]) -> float:
         store = self.splits[split][self.edge_type]
         src, dst = store.edge_label_index.to(self.device)
-        scores = LinkGNN.decode(z[self.user_type][src], z[self.movie_type][dst])
+        scores = LinkGNN.decode_pairs(z[self.user_type], z[self.movie_type], src, dst)
         return float(roc_auc_score(store.edge_label.numpy(), scores.float().cpu().numpy()))
 
     # --- training -----------------------------------------------------------------------------
@@ -186,12 +190,17 @@ class GraphRepresentationGenerator:
             self.config.validate()
         cfg = self.config
         say = log or tqdm.write
-        adj = {split: self._adjacency(split) for split in SPLITS}
         train = self.splits["train"][self.edge_type]
         pos_src, pos_dst = train.edge_label_index.to(self.device)
         # Negatives must never equal a training positive: message-passing or supervision edge.
-        all_train = torch.cat([train.edge_index, train.edge_label_index], dim=1).numpy()
-        train_keys = np.unique(all_train[0] * self.num_movies + all_train[1])
+        # torch.unique sorts; np.unique would hash the keys (numpy >= 2.3), which at ml-32m's 25 M
+        # keys takes about a minute and 1.5 GB.
+        keys = [ei[0] * self.num_movies + ei[1] for ei in (train.edge_index, train.edge_label_index)]
+        train_keys = torch.unique(torch.cat(keys)).numpy()
+        del keys
+        # Test's adjacency waits until the epochs are over and train's and val's are gone: at ml-32m
+        # each is several hundred MB.
+        adj = {split: self._adjacency(split) for split in ("train", "val")}
         n_neg = max(1, round(cfg.neg_ratio * pos_src.numel()))
         rng = np.random.default_rng([cfg.seed, 2])
         labels = torch.cat([torch.ones(pos_src.numel()), torch.zeros(n_neg)]).to(self.device)
@@ -204,28 +213,26 @@ class GraphRepresentationGenerator:
             torch.manual_seed(cfg.seed)
             bar = tqdm(range(1, cfg.epochs + 1), desc="gnn", unit="epoch", disable=not progress)
             for epoch in bar:
-                self.model.train()
-                optimizer.zero_grad()
-                z = self._embed(adj["train"])
                 neg_src, neg_dst = sample_negatives(self.num_users, self.num_movies, train_keys, n_neg, rng)
                 src = torch.cat([pos_src, torch.from_numpy(neg_src).to(self.device)])
                 dst = torch.cat([pos_dst, torch.from_numpy(neg_dst).to(self.device)])
-                logits = LinkGNN.decode(z[self.user_type][src], z[self.movie_type][dst])
-                loss = F.binary_cross_entropy_with_logits(logits, labels)
-                loss.backward()
-                optimizer.step()
-                val_auc = self._auc("val", adj["val"])
+                del neg_src, neg_dst
+                loss = self._train_step(adj["train"], optimizer, src, dst, labels)
+                del src, dst  # 0.25 GB at ml-32m that the val pass does not need
+                val_auc = self._auc("val", self._eval_embed(adj["val"]))
                 if val_auc > best["val_auc"]:
                     best = {"val_auc": val_auc, "epoch": epoch, "state": copy.deepcopy(self.model.state_dict())}
-                row = {"epoch": epoch, "loss": round(loss.item(), 6), "val_auc": round(val_auc, 6),
+                row = {"epoch": epoch, "loss": round(loss, 6), "val_auc": round(val_auc, 6),
                        "seconds": round(time.perf_counter() - start, 3)}  # fmt: skip
                 history.append(row)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", val_auc=f"{val_auc:.4f}")
                 say(f"epoch {epoch:4d}  loss {row['loss']:.4f}  val_auc {val_auc:.4f}")
         train_seconds = time.perf_counter() - start
         self.model.load_state_dict(best["state"])
-        test_auc = self._auc("test", adj["test"])  # the only look at test
-        self.tables = {split: self._tables(adj[split]) for split in SPLITS}
+        self.tables = {split: self._tables(self._eval_embed(adj.pop(split))) for split in ("train", "val")}
+        z = self._eval_embed(self._adjacency("test"))  # built only now that train's and val's are gone
+        test_auc = self._auc("test", z)  # the only look at test
+        self.tables["test"] = self._tables(z)
         self.metrics = {
             "val_auc": best["val_auc"],
             "test_auc": test_auc,
@@ -238,11 +245,21 @@ class GraphRepresentationGenerator:
         self._save(history)
         return self.metrics
 
-    @torch.no_grad()
-    def _tables(self, adj) -> dict[str, torch.Tensor]:
-        self.model.eval()
-        z = self._embed(adj)
+    @staticmethod
+    def _tables(z: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {node_type: emb.float().cpu().contiguous() for node_type, emb in z.items()}
+
+    def _train_step(self, adj, optimizer: torch.optim.Optimizer, src, dst, labels) -> float:
+        """One full-batch step on the pairs (src, dst); returns the loss. The step's activations
+        are freed on return, before the val pass."""
+        self.model.train()
+        optimizer.zero_grad()
+        z = self._embed(adj)
+        logits = LinkGNN.decode_pairs(z[self.user_type], z[self.movie_type], src, dst)
+        loss = F.binary_cross_entropy_with_logits(logits, labels)
+        loss.backward()
+        optimizer.step()
+        return loss.item()
 
     # --- look-ups -----------------------------------------------------------------------------
 
