@@ -53,8 +53,11 @@ class GNNConfig:
     neg_ratio: float = 1.0  # (float) fresh negatives per train supervision edge, every epoch
     seed: int = 42  # (int) seed of the initialisation and the train negatives
     device: str = "auto"  # (str) auto, cpu, cuda or cuda:N; the GNN always runs on one device
+    checkpoint_every: int = 10  # (int) epochs between resumable checkpoints (0 = none)
 
     def validate(self) -> None:
+        if self.checkpoint_every < 0:
+            raise UserError(f"config key gnn.checkpoint_every must be >= 0, got {self.checkpoint_every}")
         for key in ("kge_dim", "hidden_channels", "epochs"):
             if getattr(self, key) <= 0:
                 raise UserError(f"config key gnn.{key} must be > 0, got {getattr(self, key)}")

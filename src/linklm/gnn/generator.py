@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -106,6 +107,7 @@ class GraphRepresentationGenerator:
     def key(self) -> str:
         cfg = dataclasses.asdict(self.config)
         cfg.pop("device")  # where it ran does not change what it computes
+        cfg.pop("checkpoint_every")  # nor how often it was checkpointed
         return stable_hash({"format": CACHE_FORMAT, "gnn": cfg, "data": self.data_hash})
 
     @property
@@ -211,7 +213,14 @@ class GraphRepresentationGenerator:
         start = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            bar = tqdm(range(1, cfg.epochs + 1), desc="gnn", unit="epoch", disable=not progress)
+            resumed = self._load_checkpoint(optimizer, rng)
+            if resumed is not None:
+                best, history = resumed["best"], resumed["history"]
+                start -= resumed["elapsed"]
+                say(f"resuming the GNN after epoch {resumed['epoch']} from {self.checkpoint_dir}")
+            first = resumed["epoch"] + 1 if resumed else 1
+            bar = tqdm(range(first, cfg.epochs + 1), desc="gnn", unit="epoch", disable=not progress,
+                       initial=first - 1, total=cfg.epochs)  # fmt: skip
             for epoch in bar:
                 neg_src, neg_dst = sample_negatives(self.num_users, self.num_movies, train_keys, n_neg, rng)
                 src = torch.cat([pos_src, torch.from_numpy(neg_src).to(self.device)])
@@ -227,6 +236,8 @@ class GraphRepresentationGenerator:
                 history.append(row)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", val_auc=f"{val_auc:.4f}")
                 say(f"epoch {epoch:4d}  loss {row['loss']:.4f}  val_auc {val_auc:.4f}")
+                if cfg.checkpoint_every and epoch % cfg.checkpoint_every == 0 and epoch < cfg.epochs:
+                    self._save_checkpoint(epoch, optimizer, rng, best, history, time.perf_counter() - start)
         train_seconds = time.perf_counter() - start
         self.model.load_state_dict(best["state"])
         self.tables = {split: self._tables(self._eval_embed(adj.pop(split))) for split in ("train", "val")}
@@ -241,9 +252,66 @@ class GraphRepresentationGenerator:
             "train_seconds": round(train_seconds, 3),
             "seconds_per_epoch": round(train_seconds / cfg.epochs, 4),
             "device": str(self.device),
+            "resumed_from_epoch": resumed["epoch"] if resumed else None,
         }
         self._save(history)
+        shutil.rmtree(self.checkpoint_dir, ignore_errors=True)
         return self.metrics
+
+    # --- resumable training -------------------------------------------------------------------
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.cache_dir / f"{self.folder.name}.partial"
+
+    def _save_checkpoint(self, epoch, optimizer, rng, best, history, elapsed) -> None:
+        """Everything the next epoch depends on: weights, optimizer moments, both RNGs, the best
+        model so far and the log; safetensors and JSON, written in one atomic rename."""
+        tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+        tensors |= {f"best.{k}": v.detach().cpu().contiguous() for k, v in best["state"].items()}
+        opt = optimizer.state_dict()
+        for pid, state in opt["state"].items():
+            tensors |= {
+                f"opt.{pid}.{name}": torch.as_tensor(t).detach().cpu().contiguous() for name, t in state.items()
+            }
+        tensors["torch_rng"] = torch.get_rng_state()
+        progress = {"key": self.key, "epoch": epoch, "best_val_auc": best["val_auc"], "best_epoch": best["epoch"],
+                    "history": history, "numpy_rng": rng.bit_generator.state, "param_groups": opt["param_groups"],
+                    "elapsed": elapsed}  # fmt: skip
+        with atomic_dir(self.checkpoint_dir) as tmp:
+            save_file(tensors, tmp / "state.safetensors")
+            write_json(tmp / "progress.json", progress)
+
+    def _load_checkpoint(self, optimizer, rng) -> dict[str, Any] | None:
+        folder = self.checkpoint_dir
+        if not (folder / "progress.json").is_file():
+            return None
+        try:
+            progress = json.loads((folder / "progress.json").read_text())
+            if progress["key"] != self.key:
+                return None
+            tensors = load_file(folder / "state.safetensors")
+            self.model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            for name, t in tensors.items():
+                if name.startswith("opt."):
+                    _, pid, field = name.split(".", 2)
+                    state.setdefault(int(pid), {})[field] = t
+            optimizer.load_state_dict({"state": state, "param_groups": progress["param_groups"]})
+            torch.set_rng_state(tensors["torch_rng"])
+            rng.bit_generator.state = progress["numpy_rng"]
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+            warnings.warn(f"{folder}: unusable GNN checkpoint ({exc}); training from the start", stacklevel=3)
+            self.model = self._new_model()
+            return None
+        best_state = {k[5:]: v.to(self.device) for k, v in tensors.items() if k.startswith("best.")}
+        best = {"val_auc": progress["best_val_auc"], "epoch": progress["best_epoch"], "state": best_state}
+        return {
+            "epoch": progress["epoch"],
+            "best": best,
+            "history": progress["history"],
+            "elapsed": progress["elapsed"],
+        }
 
     @staticmethod
     def _tables(z: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
