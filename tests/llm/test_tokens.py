@@ -44,7 +44,7 @@ def test_segments_and_kge_token_cost(tiny, tokenizer):
     embed = PromptBuilder(nodes, "embedding").batch(np.array([0]), np.array([0]), "val")
     d = gen.config.kge_dim
     assert prompt["input_ids"].shape[1] == vanilla["input_ids"].shape[1] + 2 + 2 * d, "one token per dimension"
-    assert embed["input_ids"].shape[1] == vanilla["input_ids"].shape[1] + 4
+    assert embed["input_ids"].shape[1] == vanilla["input_ids"].shape[1] + 2, "two slots, nothing else"
     ids, types = embed["input_ids"][0].tolist(), embed["token_type_ids"][0].tolist()
     assert types[0] == CLS and ids[0] == tokenizer.cls_token_id
     assert all((t == SEP) == (i == tokenizer.sep_token_id) for i, t in zip(ids, types, strict=True))

@@ -115,7 +115,7 @@ def run_sweep(cfg: Config, dims: list[int], seeds: list[int], models: list[str],
         raw_p = []
         model_rows = []
         for d in dims:
-            tokens = base_tokens + 2 + 2 * d if model == "prompt" else base_tokens + 4
+            tokens = base_tokens + 2 + 2 * d if model == "prompt" else base_tokens + 2
             fits = tokens <= max_positions
             row: dict[str, Any] = {"model": model, "kge_dim": d, "max_tokens": int(tokens), "fits": bool(fits)}
             if not fits:

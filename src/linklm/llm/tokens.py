@@ -6,7 +6,7 @@ result equals what the HF tokenizer gives for the full prompt string (tested):
 
     vanilla    [CLS] user_id [SEP] movie_id [SEP] title [SEP] genres [SEP]
     prompt     ... genres [SEP] <user KGE as d tokens> [SEP] <movie KGE as d tokens> [SEP]
-    embedding  ... genres [SEP] [MASK] [SEP] [MASK] [SEP]     (the two [MASK] slots get the KGEs)
+    embedding  ... genres [MASK] [MASK] [SEP]                 (the two [MASK] slots get the KGEs)
 
 KGEs written as text cost exactly one token per dimension: each component is binned into
 `KGE_BINS` levels (per dimension, from the train table's range) and written as the integer 0..99,
@@ -218,9 +218,12 @@ class PromptBuilder:
         """input_ids, token_type_ids, attention_mask: (batch, longest in batch)."""
         n = self.nodes
         parts = [(n.cls_id, CLS), (n.users, source_idx), (n.sep_id, SEP), (n.movies, target_idx)]
-        if self.kind != "vanilla":
+        if self.kind == "prompt":  # two runs of numbers need a [SEP] between them
             user_part, movie_part = self._kge_parts(split)
             parts += [(n.sep_id, SEP), (user_part, source_idx), (n.sep_id, SEP), (movie_part, target_idx)]
+        elif self.kind == "embedding":  # two slots, told apart by their segments: 2 tokens over vanilla
+            user_part, movie_part = self._kge_parts(split)
+            parts += [(user_part, source_idx), (movie_part, target_idx)]
         parts.append((n.sep_id, SEP))
         return assemble(parts, n.pad_id)
 
@@ -235,13 +238,15 @@ class PromptBuilder:
                 for x, s, t in zip(texts, source_idx, target_idx, strict=True)
             ]
         elif self.kind == "embedding":
-            texts = [f"{x}[SEP][MASK][SEP][MASK]" for x in texts]
+            texts = [f"{x}[MASK][MASK]" for x in texts]
         return texts
 
     def lengths(self, source_idx, target_idx) -> np.ndarray:
         """Token count of each pair's prompt, without assembling it."""
         n = self.nodes
-        extra = 0 if self.kind == "vanilla" else 2 + sum(p.ids.shape[1] for p in self._kge_parts("train"))
+        extra = {"vanilla": 0, "embedding": 2}.get(self.kind)
+        if extra is None:
+            extra = 2 + sum(p.ids.shape[1] for p in self._kge_parts("train"))
         return 3 + n.users.lengths[source_idx] + n.movies.lengths[target_idx] + extra
 
     def max_length(self, kge_dim: int | None = None) -> int:
@@ -249,8 +254,9 @@ class PromptBuilder:
         base = 3 + int(self.nodes.users.lengths.max()) + int(self.nodes.movies.lengths.max())
         if self.kind == "vanilla":
             return base
-        per_slot = 1 if self.kind == "embedding" else int(kge_dim or 0)
-        return base + 2 + 2 * per_slot
+        if self.kind == "embedding":
+            return base + 2
+        return base + 2 + 2 * int(kge_dim or 0)
 
     def largest_fitting_dim(self, max_positions: int) -> int:
         base = 3 + int(self.nodes.users.lengths.max()) + int(self.nodes.movies.lengths.max()) + 2
