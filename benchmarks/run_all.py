@@ -2,7 +2,8 @@
 
     python benchmarks/run_all.py [--quick]
 
---quick runs reduced sizes (a smoke test of the scripts, not figures to quote).
+--quick runs reduced sizes (a smoke test of the scripts, not figures to quote); --only llm|gnn
+runs one script and reports the other's figures from benchmarks/results.json.
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ HEADLINES = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=["llm", "gnn"], help="run one of the two scripts, keep the other's figures")
     args = parser.parse_args()
     llm = [sys.executable, str(HERE / "bench_llm.py")]
     gnn = [sys.executable, str(HERE / "gnn_scale.py")]
     if args.quick:
         llm += ["--prompts", "20000", "--steps", "4"]
         gnn += ["--scale", "0.01"]
-    for cmd in (llm, gnn):
+    for cmd in {"llm": [llm], "gnn": [gnn]}.get(args.only, [llm, gnn]):
         print("$", " ".join(cmd[1:]), flush=True)
         subprocess.run(cmd, check=True)
     results = json.loads(RESULTS.read_text())
