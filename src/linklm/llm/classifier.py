@@ -271,13 +271,7 @@ class LinkClassifier:
         identity = {"kind": self.name, "llm": dataclasses.asdict(cfg), "epochs": epochs, "batch": batch_size}
         identity.update(train=len(train), val=len(val), kge=self.kge.key if self.kge else None)
         key = stable_hash(identity)
-        resume = _resumable(checkpoints, key)
-        if not resume:
-            for folder in (checkpoints, best_dir):
-                shutil.rmtree(folder, ignore_errors=True)
-            log_path.unlink(missing_ok=True)
-            checkpoints.mkdir(parents=True)
-            write_json(checkpoints / "linklm_key.json", {"key": key})
+        resume = _resumable(checkpoints, key)  # every rank reads it before rank 0 changes anything
         args = TrainingArguments(
             output_dir=str(checkpoints),
             per_device_train_batch_size=positives_per_batch,
@@ -302,6 +296,17 @@ class LinkClassifier:
             ddp_find_unused_parameters=False,  # every parameter is used in every step
             **self._device_args(),
         )
+        if args.process_index == 0:  # (creating the arguments joined the process group, if any)
+            if not resume:
+                for folder in (checkpoints, best_dir):
+                    shutil.rmtree(folder, ignore_errors=True)
+                log_path.unlink(missing_ok=True)
+                checkpoints.mkdir(parents=True)
+                write_json(checkpoints / "linklm_key.json", {"key": key})
+            else:
+                _truncate_log(log_path, resume)
+        if torch.distributed.is_initialized():
+            torch.distributed.barrier()
         keep_best = _KeepBest(best_dir)
         collate = _SplitCollator(self, cfg.seed)
         trainer = LinkTrainer(
@@ -310,8 +315,6 @@ class LinkClassifier:
             compute_metrics=_val_metrics, optimizers=self._optimizers(), step_log_path=log_path,
             callbacks=[keep_best, _ShardAudit(collate, self.root / "shards"), *(callbacks or [])],
         )  # fmt: skip
-        if resume:
-            _truncate_log(log_path, resume)
         start = time.perf_counter()
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         seconds = time.perf_counter() - start
