@@ -346,8 +346,9 @@ class GraphRepresentationGenerator:
         Returns source_kge, target_kge: (n, kge_dim) each. Deterministic: a table look-up.
         """
         users, movies = self.kge_table(split)
-        src = torch.as_tensor(np.asarray(source_ids), dtype=torch.long).reshape(-1)
-        dst = torch.as_tensor(np.asarray(target_ids), dtype=torch.long).reshape(-1)
+        # np.array copies: pandas hands out read-only arrays, which torch would only warn about.
+        src = torch.from_numpy(np.array(source_ids, dtype=np.int64)).reshape(-1)
+        dst = torch.from_numpy(np.array(target_ids, dtype=np.int64)).reshape(-1)
         if src.shape != dst.shape:
             raise UserError(f"source_ids and target_ids differ in length ({src.numel()} vs {dst.numel()})")
         for ids, n, what in ((src, self.num_users, "source"), (dst, self.num_movies, "target")):
