@@ -51,3 +51,15 @@ def test_corrupt_cache_is_rebuilt_with_a_warning(tmp_path, recwarn):
     assert not again.from_cache
     assert again.edge_df.equals(first.edge_df)
     assert any("rebuilding" in str(w.message) for w in recwarn)
+
+
+def test_a_flipped_byte_is_caught_by_the_hash_record(tmp_path, recwarn):
+    folder = write_layout(tmp_path / "ml-synth", "dat").folder
+    first = MovieLensManager(path=folder, cache_dir="cache")
+    target = first.folder / "neg_df.parquet"
+    blob = bytearray(target.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF  # same size; Parquet might even still parse it
+    target.write_bytes(bytes(blob))
+    again = MovieLensManager(path=folder, cache_dir="cache")
+    assert not again.from_cache and again.neg_df.equals(first.neg_df)
+    assert any("neg_df.parquet" in str(w.message) for w in recwarn)

@@ -162,3 +162,16 @@ def test_cli_gnn_writes_results(tmp_path, capsys):
     assert json.loads((tmp_path / "runs" / "tiny" / "config.json").read_text())["gnn"]["kge_dim"] == 4
     ml = MovieLensManager(path=folder)
     assert ml.from_cache
+
+
+def test_altered_kge_tables_are_retrained_not_used(tmp_path):
+    ml = planted_graph()
+    gen = generator(ml, tmp_path)
+    gen.train_model(progress=False, log=lambda _: None)
+    target = gen.folder / "kge.safetensors"
+    blob = bytearray(target.read_bytes())
+    blob[-3] ^= 0x01  # one bit of one float: still a valid file, no longer the tables that were written
+    target.write_bytes(bytes(blob))
+    with pytest.warns(UserWarning, match="SHA-256"):
+        again = generator(ml, tmp_path)
+    assert not again.trained

@@ -28,7 +28,7 @@ import torch
 
 from linklm.config import DataConfig
 from linklm.errors import UserError
-from linklm.io import atomic_dir, write_json
+from linklm.io import artifact_record, atomic_dir, damaged, write_json
 
 # Bump when the layout or semantics of the cached tables change: it is part of every cache key.
 CACHE_FORMAT = 1
@@ -124,7 +124,9 @@ class BipartiteGraphManager:
             for name in _TABLES:
                 getattr(self, name).to_parquet(tmp / f"{name}.parquet", index=False)
             write_json(tmp / "config.json", {"data": self.config.__dict__})
-            write_json(tmp / "meta.json", {**meta, "summary": self.summary()})
+            # Size and SHA-256 of each table: a damaged file is caught even where Parquet would parse it.
+            record = artifact_record(tmp, [tmp / f"{name}.parquet" for name in _TABLES])
+            write_json(tmp / "meta.json", {**meta, "summary": self.summary(), "artifacts": record})
         self.folder = folder
 
     # --- sizes --------------------------------------------------------------------------------
@@ -334,6 +336,10 @@ def _codes(split: pd.Series) -> np.ndarray:
 
 
 def load_tables(folder: Path) -> dict[str, pd.DataFrame]:
+    """The cached tables of `folder`; ValueError if one does not match its recorded size and hash."""
+    record = json.loads((folder / "meta.json").read_text()).get("artifacts")
+    if record is None or (problem := damaged(folder, record)) is not None:
+        raise ValueError(problem or "no artifact record")
     tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in _TABLES}
     tables["target_df"]["genres"] = tables["target_df"]["genres"].map(list)
     return tables

@@ -37,7 +37,7 @@ from linklm.config import GNNConfig, gnn_config
 from linklm.data.graph import sample_negatives
 from linklm.errors import UserError
 from linklm.gnn.model import LinkGNN, adjacency
-from linklm.io import atomic_dir, stable_hash, write_json
+from linklm.io import artifact_record, atomic_dir, damaged, stable_hash, write_json
 
 SPLITS = ("train", "val", "test")
 CACHE_FORMAT = 1
@@ -130,6 +130,9 @@ class GraphRepresentationGenerator:
 
     def _load(self) -> None:
         try:
+            record = json.loads((self.folder / "config.json").read_text()).get("artifacts")
+            if record is None or (problem := damaged(self.folder, record)) is not None:
+                raise ValueError(problem or "no artifact record")
             state = load_file(self.folder / "model.safetensors")
             self.model.load_state_dict(state)
             tables = load_file(self.folder / "kge.safetensors")
@@ -152,7 +155,9 @@ class GraphRepresentationGenerator:
             }
             save_file(flat, tmp / "kge.safetensors")
             write_json(tmp / "metrics.json", self.metrics)
-            write_json(tmp / "config.json", {"gnn": dataclasses.asdict(self.config), "data_hash": self.data_hash})
+            record = artifact_record(tmp, [tmp / "model.safetensors", tmp / "kge.safetensors"])
+            write_json(tmp / "config.json", {"gnn": dataclasses.asdict(self.config), "data_hash": self.data_hash,
+                                             "artifacts": record})  # fmt: skip
             with open(tmp / "log.jsonl", "w") as fh:
                 fh.writelines(json.dumps(row) + "\n" for row in log)
 
