@@ -32,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default="runs/default")
     parser.add_argument("--pairs", type=int, default=5000)
+    parser.add_argument("--models", help="comma-separated kinds to check (default: all of the run's)")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results.json"))
     args = parser.parse_args()
     run = Path(args.run)
@@ -66,7 +67,7 @@ def main() -> None:
         "gnn_train_pairs_auc": gnn_auc(all_src, all_dst, labels, "train"),
         "gnn_test_auc": gnn_auc(t_idx["source_idx"].to_numpy(), t_idx["target_idx"].to_numpy(), t_y, "test"),
     }
-    for kind in cfg.llm.models:
+    for kind in args.models.split(",") if args.models else cfg.llm.models:
         folder = run / "models" / kind / "model"
         if not (folder / "model.safetensors").is_file():
             continue

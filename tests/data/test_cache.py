@@ -63,3 +63,16 @@ def test_a_flipped_byte_is_caught_by_the_hash_record(tmp_path, recwarn):
     again = MovieLensManager(path=folder, cache_dir="cache")
     assert not again.from_cache and again.neg_df.equals(first.neg_df)
     assert any("neg_df.parquet" in str(w.message) for w in recwarn)
+
+
+def test_a_cache_without_its_record_is_rebuilt(tmp_path, recwarn):
+    import json
+
+    folder = write_layout(tmp_path / "ml-synth", "dat").folder
+    first = MovieLensManager(path=folder, cache_dir="cache")
+    meta = json.loads((first.folder / "meta.json").read_text())
+    del meta["artifacts"]  # as written by an older linklm
+    (first.folder / "meta.json").write_text(json.dumps(meta))
+    again = MovieLensManager(path=folder, cache_dir="cache")
+    assert not again.from_cache and again.edge_df.equals(first.edge_df)
+    assert any("no size and hash record" in str(w.message) for w in recwarn)

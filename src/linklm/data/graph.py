@@ -338,8 +338,9 @@ def _codes(split: pd.Series) -> np.ndarray:
 def load_tables(folder: Path) -> dict[str, pd.DataFrame]:
     """The cached tables of `folder`; ValueError if one does not match its recorded size and hash."""
     record = json.loads((folder / "meta.json").read_text()).get("artifacts")
-    if record is None or (problem := damaged(folder, record)) is not None:
-        raise ValueError(problem or "no artifact record")
+    problem = "no size and hash record" if record is None else damaged(folder, record)
+    if problem is not None:
+        raise ValueError(problem)
     tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in _TABLES}
     tables["target_df"]["genres"] = tables["target_df"]["genres"].map(list)
     return tables

@@ -131,8 +131,9 @@ class GraphRepresentationGenerator:
     def _load(self) -> None:
         try:
             record = json.loads((self.folder / "config.json").read_text()).get("artifacts")
-            if record is None or (problem := damaged(self.folder, record)) is not None:
-                raise ValueError(problem or "no artifact record")
+            problem = "no size and hash record" if record is None else damaged(self.folder, record)
+            if problem is not None:
+                raise ValueError(problem)
             state = load_file(self.folder / "model.safetensors")
             self.model.load_state_dict(state)
             tables = load_file(self.folder / "kge.safetensors")
