@@ -228,25 +228,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return cfg
 
 
-def data_config(**kwargs: Any) -> DataConfig:
-    """A validated `DataConfig` from keyword arguments (the Python API's entry)."""
-    cfg = DataConfig()
-    _apply(cfg, kwargs, prefix="data.")
+def _section(cls, prefix: str, kwargs: dict[str, Any]):
+    cfg = cls()
+    _apply(cfg, kwargs, prefix=f"{prefix}.")
     cfg.validate()
     return cfg
+
+
+def data_config(**kwargs: Any) -> DataConfig:
+    """A validated `DataConfig` from keyword arguments (the Python API's entry)."""
+    return _section(DataConfig, "data", kwargs)
 
 
 def gnn_config(**kwargs: Any) -> GNNConfig:
     """A validated `GNNConfig` from keyword arguments (the Python API's entry)."""
-    cfg = GNNConfig()
-    _apply(cfg, kwargs, prefix="gnn.")
-    cfg.validate()
-    return cfg
+    return _section(GNNConfig, "gnn", kwargs)
 
 
 def llm_config(**kwargs: Any) -> LLMConfig:
     """A validated `LLMConfig` from keyword arguments (the Python API's entry)."""
-    cfg = LLMConfig()
-    _apply(cfg, kwargs, prefix="llm.")
-    cfg.validate()
-    return cfg
+    return _section(LLMConfig, "llm", kwargs)
