@@ -102,8 +102,8 @@ def trainer_seconds_per_step(clf, pairs: PairDataset, positives: int) -> float:
     clf.config.max_train_pairs = 0
     clf.config.checkpoint_every = 10**9  # no checkpoint inside the measured steps
     clock = Clock()
-    original = clf._pairs
-    clf._pairs = lambda dataset, split: pairs if split == "train" else _tiny_val(original(dataset, split))
+    original = clf.pairs
+    clf.pairs = lambda dataset, split: pairs if split == "train" else _tiny_val(original(dataset, split))
     clf.train_model_on_data(None, epochs=1, batch_size=2 * positives, callbacks=[clock])
     return (clock.ends[-1] - clock.ends[0]) / (len(clock.ends) - 1)
 

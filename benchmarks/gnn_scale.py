@@ -45,7 +45,7 @@ def collator_under_load(ml, gen, batches: int) -> dict:
     train = ml.edge_df[ml.edge_df["split"] == "train"]
     keys = np.unique(train["source_idx"].to_numpy() * ml.num_targets + train["target_idx"].to_numpy())
     collate = LinkCollator(PromptBuilder(nodes, "embedding"), "train", num_sources=ml.num_sources,
-                           num_targets=ml.num_targets, train_keys=keys, kge="tables",
+                           num_targets=ml.num_targets, train_keys=keys, kge_input="tables",
                            tables=gen.kge_table("train"))  # fmt: skip
     src, dst = ml.supervision("train")
     pairs = PairDataset(src, dst, np.ones(len(src), dtype=np.int64))

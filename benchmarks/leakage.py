@@ -74,7 +74,7 @@ def main() -> None:
         clf = make_classifier(kind, cfg, manager, gen, run / "models" / kind)
         clf.load_pretrained(folder)
         pairs = PairDataset(all_src, all_dst, labels)
-        clf._pairs = lambda dataset, split, pairs=pairs, orig=clf._pairs: (
+        clf.pairs = lambda dataset, split, pairs=pairs, orig=clf.pairs: (
             pairs if split == "train" else orig(dataset, split)
         )
         tr = evaluate_scores(*clf.predict(None, "train"))

@@ -119,7 +119,10 @@ def test_truncated_zip_leaves_no_extraction(tmp_path):
         assert zf.testzip() is None
     archive.write_bytes(archive.read_bytes()[:-40])
     assert main(["data", "--path", str(archive), "data.cache_dir=cache"]) == 2
-    assert not list((tmp_path / "cache").rglob("*.csv")) if (tmp_path / "cache").exists() else True
+    # Nothing half-extracted: no extracted file, no temporary folder from atomic_dir, no `.complete` marker.
+    # Empty folders (cache/raw) may stay.
+    leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.is_file() or p.name.endswith(".tmp")]
+    assert leftovers == []
 
 
 # --- the rest of the matrix: configs, models, ids, permissions, a full disk ------------------------
@@ -153,7 +156,7 @@ def test_unknown_ids_and_splits_in_the_api(tmp_path):
     ml = MovieLensManager(path=folder)
     clf = VanillaClassifier(ml.llm_df, ml.source_df, ml.target_df, tmp_path / "clf", "random:L2-H32")
     with pytest.raises(UserError, match="unknown source_id 999999"):
-        clf.indices([999999], [int(ml.target_df["target_id"].iloc[0])])
+        clf.node_indices([999999], [int(ml.target_df["target_id"].iloc[0])])
     with pytest.raises(UserError, match="split"):
         ml.message_passing_index("dev")
 

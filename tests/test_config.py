@@ -1,5 +1,7 @@
 """Defaults, then YAML, then key=value: each layer overrides the one before."""
 
+from pathlib import Path
+
 import pytest
 
 from linklm import UserError
@@ -25,8 +27,20 @@ def test_override_types_are_coerced_and_checked():
 
 
 def test_shipped_configs_load():
-    from pathlib import Path
-
     root = Path(__file__).resolve().parents[1] / "configs"
-    for path in root.glob("*.yaml"):
-        load_config(path)
+    paths = sorted(root.glob("*.yaml"))
+    assert {"default.yaml", "ml-32m-gpu.yaml"} <= {path.name for path in paths}
+    names = []
+    for path in paths:
+        cfg = load_config(path)
+        names.append(cfg.name)
+        # The first line is a comment with the command that runs this very file.
+        first = path.read_text(encoding="utf-8").splitlines()[0]
+        assert first.startswith("#") and ("linklm run" in first or "make run" in first), path.name
+        assert f"configs/{path.name}" in first, path.name
+    assert len(set(names)) == len(names), "two configs would write to the same runs/<name>/"
+
+    default = load_config(root / "default.yaml")
+    assert default.name == "default" and default.data.dataset == "ml-100k"
+    gpu = load_config(root / "ml-32m-gpu.yaml")
+    assert gpu.name == "ml-32m" and gpu.data.dataset == "ml-32m"

@@ -61,23 +61,23 @@ def cmd_gnn(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from linklm.experiment.pipeline import run_models
+    from linklm.runtime import Runtime
 
     cfg = _config(args, [("name", args.run)])
     kinds = ["embedding_frozen", "embedding_e2e"] if args.model == "embedding" else [args.model]
-    from linklm.experiment.pipeline import say
-
     run_models(cfg, kinds, force=args.force, gnn=False)
-    say(f"wrote {cfg.run_dir / 'results.json'}")
+    Runtime.current().say(f"wrote {cfg.run_dir / 'results.json'}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from linklm.experiment.pipeline import is_main, run_models
+    from linklm.experiment.pipeline import run_models
     from linklm.report.report import build_report
+    from linklm.runtime import Runtime
 
     cfg = _config(args, [])
     run_models(cfg, list(cfg.llm.models), force=args.force)
-    if not is_main():
+    if not Runtime.current().main:
         return 0
     page = build_report(cfg.run_dir)
     print(f"[report] wrote {cfg.run_dir / 'results.json'}, {cfg.run_dir / 'report.md'} and {page}")

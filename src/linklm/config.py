@@ -18,6 +18,13 @@ import yaml
 
 from linklm.errors import UserError
 
+SPLITS = ("train", "val", "test")  # the one split of every dataset; val/test carry fixed negatives
+# The classifier kinds, in report order; the prompt format each one reads (linklm.llm.tokens).
+LLM_KINDS = ("vanilla", "prompt", "embedding_frozen", "embedding_e2e")
+PROMPT_FORMAT = {
+    "vanilla": "vanilla", "prompt": "prompt", "embedding_frozen": "embedding", "embedding_e2e": "embedding",
+}  # fmt: skip
+
 
 @dataclass
 class DataConfig:
@@ -69,11 +76,8 @@ class GNNConfig:
             raise UserError(f"config key gnn.dropout must be in [0, 1), got {self.dropout}")
         if self.neg_ratio <= 0:
             raise UserError(f"config key gnn.neg_ratio must be > 0, got {self.neg_ratio}")
-        if self.device != "auto" and not self.device.startswith(("cpu", "cuda")):
-            raise UserError(f"config key gnn.device must be auto, cpu or cuda[:N], got {self.device!r}")
+        _check_device("gnn.device", self.device)
 
-
-LLM_KINDS = ("vanilla", "prompt", "embedding_frozen", "embedding_e2e")
 
 
 @dataclass
@@ -112,14 +116,21 @@ class LLMConfig:
         unknown = [m for m in self.models if m not in LLM_KINDS]
         if unknown:
             raise UserError(f"config key llm.models: unknown model kind {unknown[0]!r} (known: {', '.join(LLM_KINDS)})")
+        _check_device("llm.device", self.device)
         if self.batch_size < 1 + self.neg_ratio:
             raise UserError("config key llm.batch_size must hold at least one positive and its negatives")
+
+
+def _check_device(key: str, value: str) -> None:
+    if value != "auto" and not value.startswith(("cpu", "cuda")):
+        raise UserError(f"config key {key} must be auto, cpu or cuda[:N], got {value!r}")
 
 
 @dataclass
 class Config:
     name: str = "default"  # (str) run name: artifacts go to <runs_dir>/<name>/
     runs_dir: str = "runs"  # (str) parent folder of all runs
+    progress: bool = True  # (bool) progress bars on long work (GNN epochs, classifier steps); changes no result
     data: DataConfig = field(default_factory=DataConfig)
     gnn: GNNConfig = field(default_factory=GNNConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)

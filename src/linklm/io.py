@@ -1,4 +1,4 @@
-"""Atomic file and folder writes, and content hashes.
+"""Atomic file and folder writes, and content hashes (integrity records live in `linklm.artifacts`).
 
 Every artifact is written to a temporary name beside its target and renamed into place, so a
 killed run leaves either the old artifact or the new one, never half of one.
@@ -82,27 +82,3 @@ def stable_hash(obj: Any, length: int = 12) -> str:
     """A short hash of a JSON-able object, stable across runs and machines."""
     blob = json.dumps(obj, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
-
-
-def artifact_record(root: str | Path, paths: list[str | Path]) -> dict[str, dict[str, Any]]:
-    """Size and SHA-256 of each artifact, keyed by its path relative to `root`."""
-    root = Path(root)
-    record = {}
-    for path in paths:
-        path = Path(path)
-        record[path.relative_to(root).as_posix()] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
-    return record
-
-
-def damaged(root: str | Path, record: dict[str, dict[str, Any]]) -> str | None:
-    """The first artifact of `record` that is missing, truncated or altered, or None if all check out."""
-    root = Path(root)
-    for name, expected in record.items():
-        path = root / name
-        if not path.is_file():
-            return f"{path} is missing"
-        if path.stat().st_size != expected["size"]:
-            return f"{path} has {path.stat().st_size} bytes, {expected['size']} were written"
-        if file_sha256(path) != expected["sha256"]:
-            return f"{path} does not match its recorded SHA-256"
-    return None

@@ -3,6 +3,8 @@
 import os
 import time
 
+import pytest
+
 from linklm import MovieLensManager
 
 from synthetic import write_layout
@@ -65,14 +67,13 @@ def test_a_flipped_byte_is_caught_by_the_hash_record(tmp_path, recwarn):
     assert any("neg_df.parquet" in str(w.message) for w in recwarn)
 
 
-def test_a_cache_without_its_record_is_rebuilt(tmp_path, recwarn):
+@pytest.mark.parametrize("shape", [[], {}, {"format": 2, "meta": {}}, {"format": 1, "meta": {}, "artifacts": {}}])
+def test_a_manifest_of_the_wrong_shape_is_rebuilt(tmp_path, recwarn, shape):
     import json
 
     folder = write_layout(tmp_path / "ml-synth", "dat").folder
     first = MovieLensManager(path=folder, cache_dir="cache")
-    meta = json.loads((first.folder / "meta.json").read_text())
-    del meta["artifacts"]  # as written by an older linklm
-    (first.folder / "meta.json").write_text(json.dumps(meta))
+    (first.folder / "manifest.json").write_text(json.dumps(shape))  # e.g. written by an older linklm
     again = MovieLensManager(path=folder, cache_dir="cache")
     assert not again.from_cache and again.edge_df.equals(first.edge_df)
-    assert any("no size and hash record" in str(w.message) for w in recwarn)
+    assert any("not a linklm manifest" in str(w.message) for w in recwarn)

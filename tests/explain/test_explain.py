@@ -106,7 +106,7 @@ def test_shapley_of_tiny_models_sums_to_full_minus_empty_prediction(opened):
 
 
 def _check_efficiency(kind, clf, model):
-    pairs = clf._pairs(None, "test")
+    pairs = clf.pairs(None, "test")
     src, dst = pairs.source_idx[:6], pairs.target_idx[:6]
     batch = model.inputs(src, dst)
     values = coalition_values(model.log_odds, batch, model.players, model.mask_id)

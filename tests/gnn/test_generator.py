@@ -105,7 +105,7 @@ def test_save_load_round_trip(tmp_path):
     assert not gen.trained
     gen.train_model(progress=False, log=lambda _: None)
     files = sorted(p.name for p in gen.folder.iterdir())
-    assert files == ["config.json", "kge.safetensors", "log.jsonl", "metrics.json", "model.safetensors"]
+    assert files == ["kge.safetensors", "log.jsonl", "manifest.json", "metrics.json", "model.safetensors"]
     again = generator(ml, tmp_path)
     assert again.trained and again.metrics == gen.metrics
     for split in ("train", "val", "test"):

@@ -16,7 +16,7 @@ def test_every_batch_has_its_share_of_negatives_and_none_is_a_positive(tiny, tok
     pairs = PairDataset(sup_src, sup_dst, np.ones(len(sup_src)))
     for ratio in (1.0, 3.0):
         collate = LinkCollator(builder, "train", num_sources=ml.num_sources, num_targets=ml.num_targets,
-                               train_keys=keys, neg_ratio=ratio, kge="indices", seed=0)  # fmt: skip
+                               train_keys=keys, neg_ratio=ratio, kge_input="indices", seed=0)  # fmt: skip
         for start in range(0, len(pairs), 16):
             feats = [pairs[i] for i in range(start, min(start + 16, len(pairs)))]
             batch = collate(feats)
@@ -27,7 +27,7 @@ def test_every_batch_has_its_share_of_negatives_and_none_is_a_positive(tiny, tok
             assert not np.isin(drawn[labels == 0], keys).any(), "a negative equals a training positive"
             assert len(np.unique(drawn[labels == 0])) == (labels == 0).sum()
     frozen = LinkCollator(builder, "train", num_sources=ml.num_sources, num_targets=ml.num_targets,
-                          train_keys=keys, kge="tables", tables=gen.kge_table("train"), seed=0)  # fmt: skip
+                          train_keys=keys, kge_input="tables", tables=gen.kge_table("train"), seed=0)  # fmt: skip
     batch = frozen([pairs[0]])
     users, movies = gen.kge_table("train")
     assert (batch["source_kge"][0] == users[sup_src[0]]).all() and (batch["target_kge"][0] == movies[sup_dst[0]]).all()

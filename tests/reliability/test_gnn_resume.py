@@ -29,8 +29,8 @@ def test_gnn_training_resumes_after_sigkill(tmp_path):
     deadline = time.monotonic() + 300
     progress = None
     while time.monotonic() < deadline and proc.poll() is None:
-        found = list((tmp_path / "data" / "gnn").glob("*.partial/progress.json"))
-        if found and json.loads(found[0].read_text())["epoch"] >= 20:
+        found = list((tmp_path / "data" / "gnn").glob("*.checkpoint.safetensors"))
+        if found and _checkpoint_epoch(found[0]) >= 20:
             progress = found[0]
             break
         time.sleep(0.05)
@@ -46,4 +46,14 @@ def test_gnn_training_resumes_after_sigkill(tmp_path):
     b = json.loads((tmp_path / "runs" / "killed" / "results.json").read_text())["gnn"]
     assert b["resumed_from_epoch"] >= 20
     assert (a["val_auc"], a["test_auc"], a["best_epoch"]) == (b["val_auc"], b["test_auc"], b["best_epoch"])
-    assert not list((tmp_path / "data" / "gnn").glob("*.partial")), "the checkpoint is removed once done"
+    assert not list((tmp_path / "data" / "gnn").glob("*.checkpoint.*")), "the checkpoint is removed once done"
+
+
+def _checkpoint_epoch(path) -> int:
+    """The last epoch a GNN checkpoint holds, from the JSON in its safetensors metadata."""
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as fh:
+        progress = json.loads(fh.metadata()["linklm"])
+    assert progress["config"]["epochs"] > 0  # the checkpoint carries its own config
+    return progress["history"][-1]["epoch"]

@@ -17,7 +17,6 @@ Any dataset with a source table, a target table and an edge table plugs in throu
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from linklm.config import DataConfig
+from linklm.artifacts import seal, unseal
+from linklm.config import SPLITS, DataConfig
 from linklm.errors import UserError
-from linklm.io import artifact_record, atomic_dir, damaged, write_json
+from linklm.io import atomic_dir, write_json
 
-# Bump when the layout or semantics of the cached tables change: it is part of every cache key.
-CACHE_FORMAT = 1
-SPLITS = ("train", "val", "test")
-LLM_COLUMNS = ["source_id", "target_id", "split", "labels", "prompt_feature_title", "prompt_feature_genres"]
 _TABLES = ("source_df", "target_df", "edge_df", "neg_df")
 
 
@@ -124,9 +120,8 @@ class BipartiteGraphManager:
             for name in _TABLES:
                 getattr(self, name).to_parquet(tmp / f"{name}.parquet", index=False)
             write_json(tmp / "config.json", {"data": self.config.__dict__})
-            # Size and SHA-256 of each table: a damaged file is caught even where Parquet would parse it.
-            record = artifact_record(tmp, [tmp / f"{name}.parquet" for name in _TABLES])
-            write_json(tmp / "meta.json", {**meta, "summary": self.summary(), "artifacts": record})
+            # Sealed: a damaged table is caught even where Parquet would parse it.
+            seal(tmp, [f"{name}.parquet" for name in _TABLES], {**meta, "summary": self.summary()})
         self.folder = folder
 
     # --- sizes --------------------------------------------------------------------------------
@@ -282,43 +277,16 @@ class BipartiteGraphManager:
             self._llm = self._build_llm()
         return self._llm[0]
 
-    def _generate_dataset(self, tokenize_function=None):
-        """A `datasets.DatasetDict` (train, val, test) of llm_df with the vanilla `prompt` column,
-        mapped through `tokenize_function` (batched) when one is given."""
-        from datasets import Dataset, DatasetDict
+    def generate_dataset(self, tokenize_function=None):
+        """The seed's `datasets.DatasetDict` (train, val, test) of `llm_df` with the vanilla `prompt`
+        column, mapped through a classifier's `tokenize_function` (batched) when one is given. The
+        seed's three names below are this one method: each classifier's tokenize_function adds
+        what its prompt needs (the KGEs as text, or the two KGE slots)."""
+        from linklm.llm.dataset import dataset_dict
 
-        llm = self.llm_df.copy()
-        for col in ("split", "prompt_feature_title", "prompt_feature_genres"):
-            llm[col] = llm[col].astype(str)
-        llm["prompt"] = [
-            f"{s}[SEP]{t}[SEP]{title}[SEP]{genres}"
-            for s, t, title, genres in zip(
-                llm["source_id"],
-                llm["target_id"],
-                llm["prompt_feature_title"],
-                llm["prompt_feature_genres"],
-                strict=True,
-            )
-        ]
-        parts = {}
-        for split in SPLITS:
-            part = Dataset.from_pandas(llm[llm["split"] == split].reset_index(drop=True), preserve_index=False)
-            if tokenize_function is not None:
-                part = part.map(tokenize_function, batched=True, batch_size=4096, desc=f"tokenize {split}")
-            parts[split] = part
-        return DatasetDict(parts)
+        return dataset_dict(self.llm_df, tokenize_function)
 
-    def generate_vanilla_dataset(self, tokenize_function=None):
-        """The seed's dataset for VanillaClassifier (see `_generate_dataset`)."""
-        return self._generate_dataset(tokenize_function)
-
-    def generate_prompt_dataset(self, tokenize_function=None):
-        """The dataset for PromptClassifier: its tokenize_function writes the KGEs into `prompt`."""
-        return self._generate_dataset(tokenize_function)
-
-    def generate_embedding_dataset(self, tokenize_function=None):
-        """The dataset for EmbeddingClassifier: its tokenize_function adds the two KGE slots."""
-        return self._generate_dataset(tokenize_function)
+    generate_vanilla_dataset = generate_prompt_dataset = generate_embedding_dataset = generate_dataset
 
     @property
     def llm_index(self) -> pd.DataFrame:
@@ -336,11 +304,8 @@ def _codes(split: pd.Series) -> np.ndarray:
 
 
 def load_tables(folder: Path) -> dict[str, pd.DataFrame]:
-    """The cached tables of `folder`; ValueError if one does not match its recorded size and hash."""
-    record = json.loads((folder / "meta.json").read_text()).get("artifacts")
-    problem = "no size and hash record" if record is None else damaged(folder, record)
-    if problem is not None:
-        raise ValueError(problem)
+    """The cached tables of `folder`; `artifacts.Damaged` if one does not match its manifest."""
+    unseal(folder)
     tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in _TABLES}
     tables["target_df"]["genres"] = tables["target_df"]["genres"].map(list)
     return tables
@@ -418,18 +383,23 @@ def build_tables(
         }
     )
 
-    n_t = len(targets)
-    keys = source_idx * n_t
+    neg = fixed_negatives(source_idx, target_idx, len(sources), len(targets), split, cfg)
+    del source_idx, target_idx
+    return {"source_df": sources, "target_df": targets, "edge_df": edges, "neg_df": neg}
+
+
+def fixed_negatives(source_idx, target_idx, n_sources: int, n_targets: int, split: np.ndarray, cfg: DataConfig):
+    """The val/test negatives: `neg_ratio` per positive of each split, none equal to any rating."""
+    keys = source_idx * n_targets
     keys += target_idx
     keys.sort()
-    del source_idx, target_idx
     counts = {s: int(round(cfg.neg_ratio * int((split == SPLITS.index(s)).sum()))) for s in ("val", "test")}
     rng = np.random.default_rng([cfg.seed, 1])
-    neg_src, neg_dst = sample_negatives(len(sources), n_t, keys, counts["val"] + counts["test"], rng)
+    neg_src, neg_dst = sample_negatives(n_sources, n_targets, keys, counts["val"] + counts["test"], rng)
     neg = pd.DataFrame({"source_idx": neg_src, "target_idx": neg_dst})
     neg_codes = np.repeat(np.array([1, 2], dtype=np.int8), [counts["val"], counts["test"]])
     neg["split"] = pd.Categorical.from_codes(neg_codes, categories=list(SPLITS))
-    return {"source_df": sources, "target_df": targets, "edge_df": edges, "neg_df": neg}
+    return neg
 
 
 def format_summary(summary: dict[str, Any], seconds: float | None = None) -> str:
@@ -443,7 +413,3 @@ def format_summary(summary: dict[str, Any], seconds: float | None = None) -> str
     if seconds is not None:
         lines.append(f"prepared in {seconds:.2f} s")
     return "\n".join(lines)
-
-
-def read_meta(folder: Path) -> dict[str, Any]:
-    return json.loads((folder / "meta.json").read_text())

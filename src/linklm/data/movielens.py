@@ -21,16 +21,16 @@ from typing import Any
 import pandas as pd
 from pyarrow import ArrowException
 
+from linklm.artifacts import Damaged, sealed, stage_key
 from linklm.config import DataConfig, data_config
 from linklm.data.download import GROUPLENS_DATASETS, fetch_grouplens, safe_extract
-from linklm.data.graph import CACHE_FORMAT, BipartiteGraphManager, build_tables, load_tables
+from linklm.data.graph import BipartiteGraphManager, build_tables, load_tables
 from linklm.data.readers import RawTables, read_folder
 from linklm.errors import UserError
-from linklm.io import file_sha256, stable_hash
+from linklm.io import file_sha256
 
 EMBEDDED_DATASET = "ml-100k"
 EMBEDDED_DIR = "recbole/dataset_example/ml-100k"
-SPLIT_KEYS = ("val_ratio", "test_ratio", "disjoint_train_ratio", "neg_ratio", "seed")
 
 
 def embedded_ml100k() -> Path | None:
@@ -115,15 +115,14 @@ class MovieLensManager(BipartiteGraphManager):
         source = resolve_source(config)
         files = input_files(source)
         prints = fingerprint(files)
-        split_cfg = {k: getattr(config, k) for k in SPLIT_KEYS}
-        key = stable_hash({"format": CACHE_FORMAT, "files": prints, "split": split_cfg})
+        key = stage_key("data", config, files=prints)
         label = config.dataset if config.path is None else Path(config.path).stem
         folder = Path(config.cache_dir) / f"{label}-{key}"
         tables = None
-        if folder.is_dir() and (folder / "meta.json").is_file() and not force_recompute:
+        if sealed(folder) and not force_recompute:
             try:
                 tables = load_tables(folder)
-            except (OSError, ValueError, ArrowException) as exc:
+            except (OSError, ValueError, ArrowException, Damaged) as exc:
                 warnings.warn(f"{folder}: unreadable cache ({exc}); rebuilding it", stacklevel=2)
         if tables is not None:
             super().__init__(tables, config, folder)
@@ -133,4 +132,5 @@ class MovieLensManager(BipartiteGraphManager):
             super().__init__(build_tables(*tables_from_raw(raw), config), config)
             self.save(folder, {"layout": raw.layout, "source": str(source), "files": prints, "key": key})
             self.from_cache = False
+        self.key = key
         self.seconds = time.perf_counter() - start

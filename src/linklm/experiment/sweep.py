@@ -15,7 +15,7 @@ import copy
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -84,110 +84,130 @@ def _correct(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return frame["label"].to_numpy(), ((frame["score"].to_numpy() > 0.5) == frame["label"].to_numpy()).astype(float)
 
 
+class PromptBudget(NamedTuple):
+    """How many tokens the prompts take, against the language model's context."""
+
+    max_positions: int  # the language model's context
+    base_tokens: int  # the longest vanilla prompt
+    largest_fitting_dim: int  # the largest KGE dimension whose prompts still fit
+
+    def max_tokens(self, model: str, kge_dim: int) -> int:
+        """The longest prompt of `model` at `kge_dim`, as PromptBuilder.max_length counts it: vanilla's
+        plus 2 + 2 * kge_dim tokens for the prompt model, plus 2 (one slot per KGE) for the embedding ones."""
+        return self.base_tokens + 2 + 2 * kge_dim if model == "prompt" else self.base_tokens + 2
+
+
 def run_sweep(cfg: Config, dims: list[int], seeds: list[int], models: list[str], force: bool = False) -> dict:
-    from linklm.experiment.pipeline import prepare_data, train_classifier, train_gnn
-    from linklm.llm.models import load_tokenizer
-    from linklm.llm.tokens import NodeTokens, PromptBuilder
-    from linklm.report.plots import metric_vs_dimension
+    from linklm.experiment.pipeline import prepare_data
 
     start = time.perf_counter()
     out_dir = cfg.run_dir / "sweep"
     manager = prepare_data(cfg)
-    tokenizer = load_tokenizer(cfg.llm.model)
-    builder = PromptBuilder(NodeTokens.from_frames(tokenizer, manager.source_df, manager.target_df), "vanilla")
-    from linklm.llm.models import build_model
-
-    max_positions = build_model(cfg.llm.model, "vanilla", 1).config.max_position_embeddings
-    largest = builder.largest_fitting_dim(max_positions)
-    base_tokens = builder.max_length()
-
-    per_run: list[dict[str, Any]] = []
-    base_correct = []
-    for seed in seeds:
-        sub = _sub_config(cfg, f"vanilla-s{seed}", None, seed)
-        m = train_classifier("vanilla", sub, manager, None, force=force)
-        per_run.append({**_scalar(m), "model": "vanilla", "kge_dim": None, "seed": seed})
-        base_correct.append(_correct(sub.run_dir / "models" / "vanilla" / "test_predictions.parquet")[1])
+    budget = _prompt_budget(cfg, manager)
+    per_run, base_correct = _seed_runs(cfg, manager, "vanilla", None, seeds, force)
     base = np.mean(base_correct, axis=0)
-
-    rows = []
+    rows = [_vanilla_row(per_run, budget)]
     for model in models:
-        raw_p = []
-        model_rows = []
-        for d in dims:
-            tokens = base_tokens + 2 + 2 * d if model == "prompt" else base_tokens + 2
-            fits = tokens <= max_positions
-            row: dict[str, Any] = {"model": model, "kge_dim": d, "max_tokens": int(tokens), "fits": bool(fits)}
-            if not fits:
-                row.update(accuracy_mean=float("nan"), accuracy_std=float("nan"), auc_mean=float("nan"),
-                           auc_std=float("nan"), p_value=None)  # fmt: skip
-                model_rows.append(row)
-                continue
-            correct, accs, aucs = [], [], []
-            for seed in seeds:
-                sub = _sub_config(cfg, f"d{d}-s{seed}", d, seed)
-                gen = train_gnn(sub, manager, force=force)
-                m = train_classifier(model, sub, manager, gen, force=force)
-                per_run.append({**_scalar(m), "model": model, "kge_dim": d, "seed": seed})
-                correct.append(_correct(sub.run_dir / "models" / model / "test_predictions.parquet")[1])
-                accs.append(m["test_accuracy"])
-                aucs.append(m["test_auc"])
-            gain, p = paired_bootstrap(np.mean(correct, axis=0), base, seed=d)
-            raw_p.append(p)
-            row.update(accuracy_mean=float(np.mean(accs)), accuracy_std=_std(accs), auc_mean=float(np.mean(aucs)),
-                       auc_std=_std(aucs), gain=gain, p_raw=p)  # fmt: skip
-            model_rows.append(row)
-        tested = [r for r in model_rows if r["fits"]]
-        for r, p_adj in zip(tested, holm([r["p_raw"] for r in tested]) if tested else [], strict=True):
-            r["p_value"] = p_adj
+        model_rows, model_runs = _model_rows(cfg, manager, model, dims, seeds, budget, base, force)
         rows += model_rows
-
-    vanilla_acc = [r["test_accuracy"] for r in per_run if r["model"] == "vanilla"]
-    vanilla_auc = [r["test_auc"] for r in per_run if r["model"] == "vanilla"]
-    vanilla_row = {"model": "vanilla", "kge_dim": 0, "max_tokens": int(base_tokens), "fits": True, "p_value": None}
-    vanilla_row.update(accuracy_mean=float(np.mean(vanilla_acc)), accuracy_std=_std(vanilla_acc),
-                       auc_mean=float(np.mean(vanilla_auc)), auc_std=_std(vanilla_auc))  # fmt: skip
-    rows.insert(0, vanilla_row)
-    answers = []
-    for model in models:
-        sig = [r for r in rows if r["model"] == model and r.get("p_value") is not None and r["p_value"] < ALPHA
-               and r.get("gain", 0) > 0]  # fmt: skip
-        first = f"{sig[0]['kge_dim']} (p = {sig[0]['p_value']:.3g})" if sig else f"none up to {max(dims)}"
-        fit = f"largest dimension that fits the prompt: {largest}" if model == "prompt" else "every dimension fits"
-        answers.append(f"{model}: smallest KGE dimension with a significant gain: {first}; {fit}")
-    answer = " | ".join(answers)
-
-    series = {}
-    for model in models:
-        mine = [r for r in rows if r["model"] == model and r["fits"]]
-        series[model] = ([r["accuracy_mean"] for r in mine], [r["accuracy_std"] for r in mine])
-    plot_dims = {m: [r["kge_dim"] for r in rows if r["model"] == m and r["fits"]] for m in models}
-    if all(plot_dims[m] == dims for m in models):
-        metric_vs_dimension(dims, series, (rows[0]["accuracy_mean"], rows[0]["accuracy_std"]),
-                            out_dir / "accuracy_vs_dim.png")  # fmt: skip
-    else:  # some prompt dimensions did not fit: plot each model over its own dimensions
-        _plot_ragged(plot_dims, series, rows[0], out_dir / "accuracy_vs_dim.png")
-    result = {"dims": dims, "seeds": seeds, "models": models, "rows": rows, "runs": per_run, "answer": answer,
-              "largest_fitting_prompt_dim": largest, "max_positions": max_positions, "alpha": ALPHA,
+        per_run += model_runs
+    _plot_accuracy(rows, models, dims, out_dir / "accuracy_vs_dim.png")
+    result = {"dims": dims, "seeds": seeds, "models": models, "rows": rows, "runs": per_run,
+              "answer": _answer(rows, models, dims, budget), "largest_fitting_prompt_dim": budget.largest_fitting_dim,
+              "max_positions": budget.max_positions, "alpha": ALPHA,
               "test": "one-sided paired bootstrap of accuracy gain over test pairs, Holm-corrected across dims",
               "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
     write_json(out_dir / "sweep.json", result)
     return result
 
 
-def _plot_ragged(plot_dims, series, vanilla_row, path):
-    import matplotlib.pyplot as plt
+def _prompt_budget(cfg: Config, manager) -> PromptBudget:
+    from linklm.llm.models import build_model, load_tokenizer
+    from linklm.llm.tokens import NodeTokens, PromptBuilder
 
-    from linklm.report.plots import _save
+    tokenizer = load_tokenizer(cfg.llm.model)
+    builder = PromptBuilder(NodeTokens.from_frames(tokenizer, manager.source_df, manager.target_df), "vanilla")
+    max_positions = build_model(cfg.llm.model, "vanilla", 1).config.max_position_embeddings
+    largest = builder.largest_fitting_dim(max_positions)
+    return PromptBudget(max_positions, builder.max_length(), largest)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for model, dims in plot_dims.items():
-        ax.errorbar(dims, series[model][0], yerr=series[model][1], marker="o", capsize=3, label=model)
-    ax.axhline(vanilla_row["accuracy_mean"], color="grey", ls="--", label="vanilla")
-    ax.set_xscale("log", base=2)
-    ax.set(xlabel="KGE dimension", ylabel="test accuracy")
-    ax.legend(fontsize=8)
-    _save(fig, path)
+
+def _seed_runs(cfg: Config, manager, model: str, kge_dim: int | None, seeds: list[int], force: bool):
+    """Train (or reuse) `model` at `kge_dim` (None: vanilla, no GNN) once per seed.
+
+    Returns one row per run and each run's correctness per test pair, (seeds, pairs)."""
+    from linklm.experiment.pipeline import train_classifier, train_gnn
+
+    runs, correct = [], []
+    for seed in seeds:
+        sub = _sub_config(cfg, f"vanilla-s{seed}" if kge_dim is None else f"d{kge_dim}-s{seed}", kge_dim, seed)
+        gen = None if kge_dim is None else train_gnn(sub, manager, force=force)
+        m = train_classifier(model, sub, manager, gen, force=force)
+        runs.append({**_scalar(m), "model": model, "kge_dim": kge_dim, "seed": seed})
+        correct.append(_correct(sub.run_dir / "models" / model / "test_predictions.parquet")[1])
+    return runs, correct
+
+
+def _model_rows(cfg: Config, manager, model: str, dims: list[int], seeds: list[int], budget: PromptBudget,
+                base: np.ndarray, force: bool) -> tuple[list[dict], list[dict]]:  # fmt: skip
+    """One row per dimension for `model`, tested against vanilla's correctness `base` and
+    Holm-corrected across the dimensions that fit; and the rows of its runs."""
+    rows, runs = [], []
+    for d in dims:
+        tokens = budget.max_tokens(model, d)
+        row: dict[str, Any] = {"model": model, "kge_dim": d, "max_tokens": int(tokens),
+                               "fits": bool(tokens <= budget.max_positions)}  # fmt: skip
+        if row["fits"]:
+            seed_runs, correct = _seed_runs(cfg, manager, model, d, seeds, force)
+            runs += seed_runs
+            gain, p = paired_bootstrap(np.mean(correct, axis=0), base, seed=d)
+            row.update(_mean_std(seed_runs), gain=gain, p_raw=p)
+        else:
+            nan = float("nan")
+            row.update(accuracy_mean=nan, accuracy_std=nan, auc_mean=nan, auc_std=nan, p_value=None)
+        rows.append(row)
+    tested = [r for r in rows if r["fits"]]
+    for r, p_adj in zip(tested, holm([r["p_raw"] for r in tested]) if tested else [], strict=True):
+        r["p_value"] = p_adj
+    return rows, runs
+
+
+def _vanilla_row(runs: list[dict], budget: PromptBudget) -> dict[str, Any]:
+    row = {"model": "vanilla", "kge_dim": 0, "max_tokens": int(budget.base_tokens), "fits": True, "p_value": None}
+    return {**row, **_mean_std(runs)}
+
+
+def _mean_std(runs: list[dict]) -> dict[str, float]:
+    acc, auc = [r["test_accuracy"] for r in runs], [r["test_auc"] for r in runs]
+    return {"accuracy_mean": float(np.mean(acc)), "accuracy_std": _std(acc), "auc_mean": float(np.mean(auc)),
+            "auc_std": _std(auc)}  # fmt: skip
+
+
+def _answer(rows: list[dict], models: list[str], dims: list[int], budget: PromptBudget) -> str:
+    """Per model, the smallest dimension with a significant gain over vanilla, and which dimensions fit."""
+    answers = []
+    for model in models:
+        sig = [r for r in rows if r["model"] == model and r.get("p_value") is not None and r["p_value"] < ALPHA
+               and r.get("gain", 0) > 0]  # fmt: skip
+        first = f"{sig[0]['kge_dim']} (p = {sig[0]['p_value']:.3g})" if sig else f"none up to {max(dims)}"
+        fit = (f"largest dimension that fits the prompt: {budget.largest_fitting_dim}" if model == "prompt"
+               else "every dimension fits")  # fmt: skip
+        answers.append(f"{model}: smallest KGE dimension with a significant gain: {first}; {fit}")
+    return " | ".join(answers)
+
+
+def _plot_accuracy(rows: list[dict], models: list[str], dims: list[int], path: Path) -> None:
+    """Mean accuracy per dimension and model, over the dimensions that fit, with vanilla (rows[0]) flat."""
+    from linklm.report.plots import metric_vs_dimension, metric_vs_dimension_ragged
+
+    fitting = {m: [r for r in rows if r["model"] == m and r["fits"]] for m in models}
+    series = {m: ([r["accuracy_mean"] for r in mine], [r["accuracy_std"] for r in mine]) for m, mine in fitting.items()}
+    plot_dims = {m: [r["kge_dim"] for r in mine] for m, mine in fitting.items()}
+    vanilla = rows[0]
+    if all(plot_dims[m] == dims for m in models):
+        metric_vs_dimension(dims, series, (vanilla["accuracy_mean"], vanilla["accuracy_std"]), path)
+    else:  # some prompt dimensions did not fit: plot each model over its own dimensions
+        metric_vs_dimension_ragged(plot_dims, series, vanilla["accuracy_mean"], path)
 
 
 def _std(values) -> float:

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from linklm.explain import pyplot, save_figure
 from linklm.llm.tokens import CLS, MOVIE_KGE, SEGMENTS, USER_KGE
 
 
@@ -79,12 +78,16 @@ def cls_to_kge(mean: np.ndarray) -> list[float]:
 
 def plot_attention(maps: dict[str, np.ndarray], path: Path) -> Path:
     """Heatmaps, one column per model and one row per layer. maps: {model: (layers, S, S)}."""
-    plt = pyplot()
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    from linklm.report.plots import save_figure
+
     names = list(maps)
     layers = max(m.shape[0] for m in maps.values())
-    fig, axes = plt.subplots(layers, len(names), figsize=(3.3 * len(names) + 1, 3.1 * layers + 0.6), squeeze=False,
-                             layout="constrained")  # fmt: skip
-    cmap = plt.get_cmap("viridis").copy()
+    fig = Figure(figsize=(3.3 * len(names) + 1, 3.1 * layers + 0.6), layout="constrained")
+    axes = fig.subplots(layers, len(names), squeeze=False)
+    cmap = matplotlib.colormaps["viridis"].copy()
     cmap.set_bad("#dddddd")  # segments a model's prompt does not have
     labels = [s.replace("_", " ") for s in SEGMENTS]
     image = None

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from linklm.explain import pyplot, save_figure
 from linklm.llm.tokens import MOVIE_KGE, SEGMENTS, USER_KGE
 
 TERTILES = ("low", "mid", "high")
@@ -86,9 +85,14 @@ def plot_hidden(name: str, coords: dict[str, np.ndarray], explained: dict[str, l
                 tertile: np.ndarray, cuts: list[float], path: Path) -> Path:  # fmt: skip
     """One row per representation (cls, user_kge, movie_kge), coloured by label (left) and by movie
     popularity tertile (right). coords: {representation: (n, 2)}."""
-    plt = pyplot()
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    from linklm.report.plots import save_figure
+
     reps = list(coords)
-    fig, axes = plt.subplots(len(reps), 2, figsize=(10, 3.8 * len(reps)), squeeze=False)
+    fig = Figure(figsize=(10, 3.8 * len(reps)))
+    axes = fig.subplots(len(reps), 2, squeeze=False)
     # Fixed spacing: a layout engine would triple the drawing time of these many-label figures.
     fig.subplots_adjust(hspace=0.45, wspace=0.3)
     tertile_names = [f"low (≤ {cuts[0]:.3g})", f"mid (≤ {cuts[1]:.3g})", f"high (> {cuts[1]:.3g})"]
@@ -99,7 +103,7 @@ def plot_hidden(name: str, coords: dict[str, np.ndarray], explained: dict[str, l
             ((labels, ["negative", "positive"], "coolwarm"), (tertile, tertile_names, "viridis"))
         ):
             ax = axes[row][col]
-            colours = plt.get_cmap(cmap)(np.linspace(0.1, 0.9, len(names)))
+            colours = matplotlib.colormaps[cmap](np.linspace(0.1, 0.9, len(names)))
             for code, label in enumerate(names):
                 sel = values == code
                 if sel.any():

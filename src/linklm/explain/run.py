@@ -14,9 +14,11 @@ exact Shapley values (2^4 = 16 coalitions per pair). Writes `<run>/explain/*.png
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,6 @@ from linklm.explain.attention import cls_to_kge, eager_attention, mean_over_exam
 from linklm.explain.hidden import movie_popularity, pc1_stats, pca_2d, plot_hidden, pooled_states, tertiles
 from linklm.explain.shapley import PLAYERS, coalition_values, plot_shapley, shapley_values, summarize
 from linklm.io import write_json
-from linklm.llm.collator import SPLIT_CODES
 from linklm.llm.tokens import MOVIE, SEGMENTS, USER
 
 DEFAULT_SAMPLES = 200  # measured on ml-100k, 4 MiniLM-L2 models, 2 CPU cores: 28 s (47 s beside a training run)
@@ -47,32 +48,25 @@ class LoadedModel:
     """A trained classifier, ready to be explained on test pairs.
 
     model: its HF model (the BERT part of the end-to-end model), in eval mode. tables: for the
-    embedding kinds, the test KGEs it is fed, (num_users, kge_dim) and (num_movies, kge_dim): the
-    GNN's cached tables (frozen), or what the end-to-end model's own GNN computes on the test graph.
+    embedding kinds, the test KGEs it is fed, (num_users, kge_dim) and (num_movies, kge_dim), as the
+    classifier gives them: the GNN's cached tables (frozen), or what the end-to-end model's own GNN
+    computes on the test graph.
     """
 
     def __init__(self, classifier, device: torch.device | str = "cpu"):
-        self.name, self.kind = classifier.name, classifier.kind
+        self.name, self.prompt_format = classifier.name, classifier.prompt_format
         self.device = torch.device(device)
         self.model = classifier.backbone.to(self.device).eval()
         self.builder = classifier.builder
         self.mask_id = classifier.nodes.mask_id
         self.tables: tuple[Tensor, Tensor] | None = None
-        if self.kind == "embedding":
-            if classifier.end_to_end:
-                e2e = classifier.model
-                movie_x, adj = e2e.graphs[SPLIT_CODES["test"]]  # the test message-passing graph
-                with torch.no_grad():
-                    z = e2e.gnn.eval()(movie_x, adj)
-                tables = (z[e2e.user_type], z[e2e.movie_type])
-            else:
-                tables = classifier.kge.kge_table("test")
-            self.tables = tuple(t.detach().float().to(self.device) for t in tables)
+        if self.prompt_format == "embedding":
+            self.tables = tuple(t.detach().float().to(self.device) for t in classifier.kge_tables("test"))
 
     @property
     def players(self) -> tuple[int, ...]:
         """The segment groups this model's prompt holds (vanilla: no KGE)."""
-        return (USER, MOVIE) if self.kind == "vanilla" else PLAYERS
+        return (USER, MOVIE) if self.prompt_format == "vanilla" else PLAYERS
 
     def inputs(self, source_idx: np.ndarray, target_idx: np.ndarray) -> dict[str, Tensor]:
         """input_ids, token_type_ids, attention_mask (n, seq) of test pairs, plus source_kge /
@@ -86,7 +80,7 @@ class LoadedModel:
     @torch.no_grad()
     def log_odds(self, input_ids, token_type_ids, attention_mask, source_kge=None, target_kge=None) -> Tensor:
         """logit[1] - logit[0]: (rows,). A None KGE leaves its slot as the [MASK] embedding."""
-        extra = {"source_kge": source_kge, "target_kge": target_kge} if self.kind == "embedding" else {}
+        extra = {"source_kge": source_kge, "target_kge": target_kge} if self.prompt_format == "embedding" else {}
         logits = self.model(input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=attention_mask,
                             **extra).logits.float()  # fmt: skip
         return logits[:, 1] - logits[:, 0]
@@ -230,6 +224,37 @@ def load_model(kind: str, cfg: Config, manager, gen, run_dir: str | Path, device
     return clf, LoadedModel(clf, device)
 
 
+@dataclass(frozen=True)
+class PairSample:
+    """The random test pairs every model is explained on, with what the figures colour them by.
+
+    src, dst, labels, popularity (the movie's train edges), tertile (its popularity tertile, 0/1/2):
+    (n,); cuts: the tertile cuts; shapley_n: how many of the pairs, from the first, get Shapley values."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    labels: np.ndarray
+    popularity: np.ndarray
+    tertile: np.ndarray
+    cuts: list[float]
+    shapley_n: int
+
+
+def draw_pairs(cfg: Config, manager, samples: int) -> PairSample:
+    """`samples` random test pairs (all of them if fewer), drawn with the run's seed."""
+    test = (manager.llm_df["split"] == "test").to_numpy()
+    index = manager.llm_index[test]
+    all_src, all_dst = index["source_idx"].to_numpy(), index["target_idx"].to_numpy()
+    all_labels = manager.llm_df.loc[test, "labels"].to_numpy()
+    # The same random pairs for every model, so their numbers compare pair for pair.
+    pick = np.random.default_rng(cfg.llm.seed).permutation(len(all_src))[:samples]
+    dst = all_dst[pick]
+    popularity = movie_popularity(manager.edge_df, len(manager.target_df))[dst]
+    tertile, cuts = tertiles(popularity)
+    return PairSample(all_src[pick], dst, all_labels[pick], popularity, tertile, cuts,
+                      min(len(pick), shapley_count(samples)))  # fmt: skip
+
+
 def explain_run(run_dir: str | Path, samples: int | None = None, progress: bool = True) -> dict[str, Any]:
     """Explain every trained classifier of a run (see the module docstring); returns explain.json."""
     from tqdm.auto import tqdm
@@ -240,20 +265,9 @@ def explain_run(run_dir: str | Path, samples: int | None = None, progress: bool 
     if samples < 2:
         raise UserError(f"--samples must be at least 2, got {samples}")
     cfg, manager, gen, folders = open_run(run)
-
-    test = (manager.llm_df["split"] == "test").to_numpy()
-    index = manager.llm_index[test]
-    all_src, all_dst = index["source_idx"].to_numpy(), index["target_idx"].to_numpy()
-    all_labels = manager.llm_df.loc[test, "labels"].to_numpy()
-    # The same random pairs for every model, so their numbers compare pair for pair.
-    pick = np.random.default_rng(cfg.llm.seed).permutation(len(all_src))[:samples]
-    src, dst, labels = all_src[pick], all_dst[pick], all_labels[pick]
-    n = len(pick)
-    shapley_n = min(n, shapley_count(samples))
-    popularity = movie_popularity(manager.edge_df, len(manager.target_df))[dst]
-    tertile, cuts = tertiles(popularity)
-
+    sample = draw_pairs(cfg, manager, samples)
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.llm.device != "cpu" else "cpu")
+    load = functools.partial(load_model, cfg=cfg, manager=manager, gen=gen, run_dir=run, device=device)
     out_dir = run / "explain"
     models: dict[str, dict] = {}
     maps: dict[str, np.ndarray] = {}
@@ -261,59 +275,24 @@ def explain_run(run_dir: str | Path, samples: int | None = None, progress: bool 
     bar = tqdm(list(folders), desc="explain", unit="model", disable=not progress)
     for kind in bar:
         bar.set_postfix_str(kind)
-        model_start = time.perf_counter()
-        clf, model = load_model(kind, cfg, manager, gen, run, device)
-        res = explain_model(model, src, dst, shapley_n)
-        mean = mean_over_examples(res["maps"])
-        maps[kind] = mean
-        coords, explained, hidden = {}, {}, {}
-        for rep, states in res["states"].items():
-            coords[rep], explained[rep] = pca_2d(states)
-            hidden[rep] = {"explained_variance": explained[rep], **pc1_stats(coords[rep], labels, popularity)}
-        written.append(plot_hidden(kind, coords, explained, labels, tertile, cuts,
-                                   out_dir / f"hidden_states_pca_{kind}.png"))  # fmt: skip
-        phi, values = res["phi"], res["values"]
-        shap = summarize(phi, model.players)
-        shap.update({
-            "samples": shapley_n,
-            "mean_log_odds_all": float(values[:, -1].mean()),
-            "mean_log_odds_none": float(values[:, 0].mean()),
-            # phi sums to f(all) - f(none) by construction; f(all) must also equal the plain forward.
-            "max_efficiency_error": float((phi.sum(1) - (values[:, -1] - values[:, 0])).abs().max()),
-            "max_grand_coalition_error": float((values[:, -1] - res["log_odds"][:shapley_n]).abs().max()),
-        })  # fmt: skip
-        models[kind] = {
-            "layers": int(mean.shape[0]),
-            "attention": _nan_to_none(mean),
-            "cls_to_kge": cls_to_kge(mean),
-            "shapley": shap,
-            "hidden": hidden,
-            "mean_log_odds": float(res["log_odds"].mean()),
-            "seconds": round(time.perf_counter() - model_start, 1),
-        }
-        line = f"[explain] {kind}:"
-        if kind != "vanilla":
-            line += f" KGE share of |φ| {_pct(shap['kge_share'])},"
-            line += f" [CLS]→KGE attention (last layer) {_pct(models[kind]['cls_to_kge'][-1])},"
-        auc = hidden["cls"]["pc1_label_auc"]
-        top = max(shap["mean_abs_phi"], key=shap["mean_abs_phi"].get)
-        tqdm.write(f"{line} top group {top}" + ("" if auc is None else f", PC1 of [CLS] label AUC {auc:.2f}"))
-        del clf, model, res
-
+        models[kind], maps[kind], png = _explain_kind(kind, load, sample, out_dir)
+        written.append(png)
+        tqdm.write(_progress_line(kind, models[kind]))
     written.append(plot_attention(maps, out_dir / "attention_by_segment.png"))
     written.append(plot_shapley({k: m["shapley"] for k, m in models.items()}, out_dir / "shapley_token_groups.png"))
     for stale in out_dir.glob("*.png"):  # figures of models no longer explained would mislead the report
         if stale not in written:
             stale.unlink()
+    n = len(sample.src)
     result = {
         "run": str(run),
         "samples": n,
-        "shapley_samples": shapley_n,
+        "shapley_samples": sample.shapley_n,
         "segments": list(SEGMENTS),
-        "popularity_tertile_cuts": cuts,
+        "popularity_tertile_cuts": sample.cuts,
         "skipped": [k for k in cfg.llm.models if k not in folders],
         "models": models,
-        "summary": summary_text(models, n, shapley_n),
+        "summary": summary_text(models, n, sample.shapley_n),
         "seconds": round(time.perf_counter() - start, 1),
     }
     write_json(out_dir / "explain.json", result)
@@ -322,3 +301,56 @@ def explain_run(run_dir: str | Path, samples: int | None = None, progress: bool 
 
         build_report(run)
     return json.loads((out_dir / "explain.json").read_text())
+
+
+def _explain_kind(kind: str, load, sample: PairSample, out_dir: Path) -> tuple[dict, np.ndarray, Path]:
+    """Load the trained `kind` model with load(kind), explain it on the sample and plot its hidden
+    states. Returns its entry of explain.json, its mean attention maps (layers, S, S) and the figure.
+
+    The model is released on return, before the next one is loaded."""
+    model_start = time.perf_counter()
+    _, model = load(kind)
+    res = explain_model(model, sample.src, sample.dst, sample.shapley_n)
+    mean = mean_over_examples(res["maps"])
+    coords, explained, hidden = {}, {}, {}
+    for rep, states in res["states"].items():
+        coords[rep], explained[rep] = pca_2d(states)
+        stats = pc1_stats(coords[rep], sample.labels, sample.popularity)
+        hidden[rep] = {"explained_variance": explained[rep], **stats}
+    png = plot_hidden(kind, coords, explained, sample.labels, sample.tertile, sample.cuts,
+                      out_dir / f"hidden_states_pca_{kind}.png")  # fmt: skip
+    entry = {
+        "layers": int(mean.shape[0]),
+        "attention": _nan_to_none(mean),
+        "cls_to_kge": cls_to_kge(mean),
+        "shapley": _shapley_numbers(res, model.players, sample.shapley_n),
+        "hidden": hidden,
+        "mean_log_odds": float(res["log_odds"].mean()),
+        "seconds": round(time.perf_counter() - model_start, 1),
+    }
+    return entry, mean, png
+
+
+def _shapley_numbers(res: dict, players: tuple[int, ...], shapley_n: int) -> dict:
+    """summarize()'s numbers, plus the checks that the Shapley values add up."""
+    phi, values = res["phi"], res["values"]
+    shap = summarize(phi, players)
+    shap.update({
+        "samples": shapley_n,
+        "mean_log_odds_all": float(values[:, -1].mean()),
+        "mean_log_odds_none": float(values[:, 0].mean()),
+        # phi sums to f(all) - f(none) by construction; f(all) must also equal the plain forward.
+        "max_efficiency_error": float((phi.sum(1) - (values[:, -1] - values[:, 0])).abs().max()),
+        "max_grand_coalition_error": float((values[:, -1] - res["log_odds"][:shapley_n]).abs().max()),
+    })  # fmt: skip
+    return shap
+
+
+def _progress_line(kind: str, entry: dict) -> str:
+    shap, auc = entry["shapley"], entry["hidden"]["cls"]["pc1_label_auc"]
+    line = f"[explain] {kind}:"
+    if kind != "vanilla":
+        line += f" KGE share of |φ| {_pct(shap['kge_share'])},"
+        line += f" [CLS]→KGE attention (last layer) {_pct(entry['cls_to_kge'][-1])},"
+    top = max(shap["mean_abs_phi"], key=shap["mean_abs_phi"].get)
+    return f"{line} top group {top}" + ("" if auc is None else f", PC1 of [CLS] label AUC {auc:.2f}")

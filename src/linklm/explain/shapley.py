@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from linklm.explain import pyplot, save_figure
 from linklm.llm.tokens import MOVIE, MOVIE_KGE, SEGMENTS, USER, USER_KGE
 
 # The players, in the order of every array below; CLS and SEP are structure, not players.
@@ -137,10 +136,13 @@ def plot_shapley(results: dict[str, dict], path: Path) -> Path:
     """One bar panel per model, side by side: mean |phi| and mean phi of each group (log-odds units).
 
     results: {model: summarize(...) output plus "samples"}."""
-    plt = pyplot()
+    from matplotlib.figure import Figure
+
+    from linklm.report.plots import save_figure
+
     names = list(results)
-    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.6), squeeze=False,
-                             layout="constrained")  # fmt: skip
+    fig = Figure(figsize=(3.6 * len(names), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(names), squeeze=False)
     # Own y scale per model: a model whose groups barely move its log-odds stays readable.
     groups = [SEGMENTS[p] for p in PLAYERS]
     x = np.arange(len(groups))

@@ -1,4 +1,9 @@
-"""The language-model stage: per-node tokens, the collator, the models and the classifiers."""
+"""The language-model stage.
+
+Components: tokens.py (per-node tokens, prompt assembly), collator.py (negatives on the fly),
+models.py (the BERT classifiers, the end-to-end model). Recipe: training.py (the HF Trainer loop).
+Facades: classifier.py (the seed's VanillaClassifier, PromptClassifier, EmbeddingClassifier).
+"""
 
 from linklm.llm.classifier import EmbeddingClassifier, LinkClassifier, PromptClassifier, VanillaClassifier
 

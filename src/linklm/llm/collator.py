@@ -14,10 +14,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from linklm.config import SPLITS
 from linklm.data.graph import sample_negatives
 from linklm.llm.tokens import PromptBuilder
 
-SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
+SPLIT_CODES = {split: code for code, split in enumerate(SPLITS)}
 
 
 class PairDataset(Dataset):
@@ -38,9 +39,10 @@ class PairDataset(Dataset):
 class LinkCollator:
     """Turns a list of pairs into model inputs for one split.
 
-    builder: assembles token ids. kge: "none", "tables" (frozen KGEs from `tables`, each
-    (num_nodes, kge_dim)) or "indices" (the end-to-end model computes them). train_keys: sorted
-    `source * num_targets + target` of every training positive, needed when drawing negatives.
+    builder: assembles token ids. kge_input: "none", "tables" (frozen KGEs from `tables`, each
+    (num_nodes, kge_dim)) or "indices" (the end-to-end model computes them from node indices).
+    train_keys: sorted `source * num_targets + target` of every training positive, needed when
+    drawing negatives.
     """
 
     def __init__(
@@ -52,7 +54,7 @@ class LinkCollator:
         num_targets: int,
         train_keys: np.ndarray | None = None,
         neg_ratio: float = 1.0,
-        kge: str = "none",
+        kge_input: str = "none",
         tables: tuple[torch.Tensor, torch.Tensor] | None = None,
         seed: int = 0,
     ):
@@ -60,7 +62,7 @@ class LinkCollator:
         self.num_sources, self.num_targets = num_sources, num_targets
         self.train_keys = train_keys
         self.neg_ratio = neg_ratio
-        self.kge, self.tables = kge, tables
+        self.kge_input, self.tables = kge_input, tables
         self.seed = seed
         if neg_ratio > 0 and train_keys is None:
             raise ValueError("a collator drawing negatives needs train_keys to keep them off the positives")
@@ -80,11 +82,11 @@ class LinkCollator:
             labels = np.concatenate([labels, np.zeros(n_neg, dtype=np.int64)])
         batch = self.builder.batch(src, dst, self.split)
         batch["labels"] = torch.from_numpy(labels)
-        if self.kge == "tables":
+        if self.kge_input == "tables":
             users, movies = self.tables
             batch["source_kge"] = users[torch.from_numpy(src)]
             batch["target_kge"] = movies[torch.from_numpy(dst)]
-        elif self.kge == "indices":
+        elif self.kge_input == "indices":
             batch["source_idx"] = torch.from_numpy(src)
             batch["target_idx"] = torch.from_numpy(dst)
             batch["split_code"] = torch.full((len(src),), SPLIT_CODES[self.split], dtype=torch.long)

@@ -100,34 +100,37 @@ def random_config(name: str, vocab_size: int, kge_dim: int | None = None) -> Ber
 
 
 def build_model(name: str, kind: str, num_layers: int | None = None, kge_dim: int | None = None, seed: int = 0):
-    """A classifier for `kind` (vanilla, prompt, embedding) with the six-segment token-type table."""
-    cls = KGEBertForSequenceClassification if kind == "embedding" else BertForSequenceClassification
-    extra = {"kge_dim": kge_dim} if kind == "embedding" else {}
-    torch.manual_seed(seed)
-    if m := _RANDOM.fullmatch(name):
-        tokenizer = load_tokenizer(name)
-        config = random_config(m.group(0), len(tokenizer), kge_dim if kind == "embedding" else None)
-        model = cls(config)
-    else:
-        path = resolve(name)
-        try:
-            config = BertConfig.from_pretrained(path, num_labels=2)
-            if num_layers:
-                config.num_hidden_layers = num_layers
-            for key, value in extra.items():
-                setattr(config, key, value)  # kge_dim lives on the config, not in the constructor
-            # Truncating MiniLM leaves its upper layers unused and the classifier head new: expected,
-            # so the load report's warnings are not shown.
-            verbosity = hf_logging.get_verbosity()
-            hf_logging.set_verbosity_error()
-            try:
-                model = cls.from_pretrained(path, config=config)
-            finally:
-                hf_logging.set_verbosity(verbosity)
-        except OSError as exc:
-            raise UserError(f"{path}: cannot load model weights ({str(exc).splitlines()[0]})") from None
+    """A classifier for prompt format `kind` (vanilla, prompt, embedding) with the six-segment
+    token-type table; new weights are drawn from `seed` without touching the global torch RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _instantiate(name, kind, num_layers, kge_dim)
     grow_token_types(model)
     return model
+
+
+def _instantiate(name: str, kind: str, num_layers: int | None, kge_dim: int | None):
+    cls = KGEBertForSequenceClassification if kind == "embedding" else BertForSequenceClassification
+    if m := _RANDOM.fullmatch(name):
+        tokenizer = load_tokenizer(name)
+        return cls(random_config(m.group(0), len(tokenizer), kge_dim if kind == "embedding" else None))
+    path = resolve(name)
+    try:
+        config = BertConfig.from_pretrained(path, num_labels=2)
+        if num_layers:
+            config.num_hidden_layers = num_layers
+        if kind == "embedding":
+            config.kge_dim = kge_dim  # kge_dim lives on the config, not in the constructor
+        # Truncating MiniLM leaves its upper layers unused and the classifier head new: expected,
+        # so the load report's warnings are not shown.
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            return cls.from_pretrained(path, config=config)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot load model weights ({str(exc).splitlines()[0]})") from None
 
 
 class KGEBertForSequenceClassification(BertPreTrainedModel):
@@ -187,8 +190,12 @@ class KGEBertForSequenceClassification(BertPreTrainedModel):
 
 
 class EndToEndKGEClassifier(nn.Module):
-    """The embedding classifier with the GNN inside: each step recomputes the KGEs of the batch's
-    split graph, so the loss trains the GNN too. graphs: {split code: (movie_x, adjacency dict)}."""
+    """The embedding classifier with the GNN inside: each step recomputes the KGEs on the batch's
+    split graph, so the loss trains the GNN too.
+
+    graphs: {split code: (movie_x (num_movies, features), {relation: sparse CSR adjacency})}, moved
+    with the module by `.to()` like buffers (they are not parameters, and not in the state dict).
+    """
 
     def __init__(self, classifier: KGEBertForSequenceClassification, gnn: nn.Module, graphs: dict, user_type: str,
                  movie_type: str):  # fmt: skip
@@ -199,18 +206,34 @@ class EndToEndKGEClassifier(nn.Module):
         self.user_type, self.movie_type = user_type, movie_type
         self.config = classifier.config
 
+    def _apply(self, fn, recurse=True):
+        super()._apply(fn, recurse)
+        self.graphs = {code: (fn(x), {rel: fn(a) for rel, a in adj.items()}) for code, (x, adj) in self.graphs.items()}
+        return self
+
+    def node_kges(self, split_code: int) -> dict[str, Tensor]:
+        """The GNN's KGEs of every node on one split's graph: {user_type: (num_users, kge_dim), ...}."""
+        movie_x, adj = self.graphs[split_code]
+        return self.gnn(movie_x, adj)
+
     def forward(self, input_ids, attention_mask, token_type_ids, source_idx, target_idx, split_code, labels=None,
                 **kwargs):  # fmt: skip
-        code = int(split_code[0])
-        movie_x, adj = self.graphs[code]
-        device = input_ids.device
-        if movie_x.device != device:
-            movie_x = movie_x.to(device)
-            adj = {k: v.to(device) for k, v in adj.items()}
-            self.graphs[code] = (movie_x, adj)
-        z = self.gnn(movie_x, adj)
+        z = self.node_kges(int(split_code[0]))
         return self.classifier(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             source_kge=z[self.user_type][source_idx], target_kge=z[self.movie_type][target_idx], labels=labels,
             **kwargs,
         )  # fmt: skip
+
+
+def end_to_end_optimizer(model: EndToEndKGEClassifier, lr: float, gnn_lr: float, weight_decay: float):
+    """AdamW over BERT (decay except biases and LayerNorm, as the Trainer does) and the GNN at its own
+    learning rate, without decay."""
+    named = list(model.classifier.named_parameters())
+    groups = [
+        {"params": [p for n, p in named if "bias" not in n and "LayerNorm" not in n], "lr": lr,
+         "weight_decay": weight_decay},
+        {"params": [p for n, p in named if "bias" in n or "LayerNorm" in n], "lr": lr, "weight_decay": 0.0},
+        {"params": list(model.gnn.parameters()), "lr": gnn_lr, "weight_decay": 0.0},
+    ]  # fmt: skip
+    return torch.optim.AdamW(groups)

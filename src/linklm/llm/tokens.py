@@ -23,11 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from linklm.config import PROMPT_FORMAT
+
 # Segment ids, shared by every classifier: the token-type table is grown to len(SEGMENTS).
 CLS, SEP, USER, MOVIE, USER_KGE, MOVIE_KGE = range(6)
 SEGMENTS = ("cls", "sep", "user", "movie", "user_kge", "movie_kge")
 KGE_BINS = 100
-KINDS = ("vanilla", "prompt", "embedding")
+FORMATS = tuple(dict.fromkeys(PROMPT_FORMAT.values()))  # vanilla, prompt, embedding
 
 
 @dataclass
@@ -181,7 +183,7 @@ class PromptBuilder:
     """
 
     def __init__(self, nodes: NodeTokens, kind: str, kge_tables: dict | None = None):
-        if kind not in KINDS:
+        if kind not in FORMATS:
             raise ValueError(f"unknown kind {kind!r}")
         self.nodes, self.kind = nodes, kind
         self.kge_bins: dict[str, tuple[np.ndarray, np.ndarray]] = {}

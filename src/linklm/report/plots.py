@@ -7,40 +7,42 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # no display on training machines
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import roc_curve  # noqa: E402
-
-from linklm.io import atomic_path  # noqa: E402
+from linklm.io import atomic_path
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write `fig` to `path` as a PNG, atomically.
+
+    Figures here are made with `Figure(...)`, not pyplot: saving needs no backend (so the user's is
+    never changed, and no display is needed on training machines), and nothing has to be closed, as
+    pyplot keeps no reference to them."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return Path(path)
 
 
 def roc_curves(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
     """curves: {model: (labels, scores)} on the same test pairs."""
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_auc_score, roc_curve
 
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = Figure(figsize=(5.5, 5))
+    ax = fig.subplots()
     for name, (labels, scores) in curves.items():
         fpr, tpr, _ = roc_curve(labels, scores)
         ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(labels, scores):.3f})")
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="Test ROC curves")
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def training_curves(logs: dict[str, list[dict]], val: dict[str, list[dict]], path: Path) -> Path:
     """logs: {model: per-step rows with step, loss, accuracy}; val: {model: per-epoch eval rows}."""
-    fig, (ax_loss, ax_acc, ax_val) = plt.subplots(1, 3, figsize=(14, 4))
+    fig = Figure(figsize=(14, 4))
+    ax_loss, ax_acc, ax_val = fig.subplots(1, 3)
     for name, rows in logs.items():
         if not rows:
             continue
@@ -59,31 +61,33 @@ def training_curves(logs: dict[str, list[dict]], val: dict[str, list[dict]], pat
     for ax in (ax_loss, ax_acc, ax_val):
         if ax.lines:
             ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def accuracy_bars(names: list[str], means: list[float], stds: list[float] | None, path: Path,
                   ylabel: str = "test accuracy") -> Path:  # fmt: skip
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.bar(names, means, yerr=stds, capsize=4, color="#4c72b0")
     for i, m in enumerate(means):
         ax.text(i, m, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
     low = max(0.0, min(means) - 0.1)
     ax.set(ylabel=ylabel, ylim=(low, 1.0), title=f"{ylabel.capitalize()} by model")
     ax.tick_params(axis="x", rotation=20)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion_matrices(matrices: dict[str, list[list[int]]], path: Path) -> Path:
     n = len(matrices)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.2), squeeze=False)
+    fig = Figure(figsize=(3.2 * n, 3.2))
+    axes = fig.subplots(1, n, squeeze=False)
     for ax, (name, m) in zip(axes[0], matrices.items(), strict=True):
         m = np.asarray(m)
         ax.imshow(m, cmap="Blues")
         for (i, j), v in np.ndenumerate(m):
             ax.text(j, i, f"{v:,}", ha="center", va="center", color="white" if v > m.max() / 2 else "black")
         ax.set(xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="true", title=name)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def metric_vs_dimension(
@@ -94,7 +98,8 @@ def metric_vs_dimension(
     ylabel: str = "test accuracy",
 ) -> Path:
     """series: {model: (means, stds)} per dimension; baseline: vanilla (mean, std), drawn flat."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for name, (means, stds) in series.items():
         ax.errorbar(dims, means, yerr=stds, marker="o", capsize=3, label=name)
     if baseline is not None:
@@ -103,4 +108,25 @@ def metric_vs_dimension(
     ax.set_xscale("log", base=2)
     ax.set(xlabel="KGE dimension", ylabel=ylabel, title=f"{ylabel.capitalize()} against KGE dimension")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
+
+
+def metric_vs_dimension_ragged(
+    dims: dict[str, list[int]],
+    series: dict[str, tuple[list[float], list[float]]],
+    baseline: float,
+    path: Path,
+    ylabel: str = "test accuracy",
+) -> Path:
+    """metric_vs_dimension where models have different dimensions (prompts that do not fit are left
+    out). dims: {model: its dimensions}; series: {model: (means, stds)} over them; baseline: vanilla's
+    mean, drawn flat."""
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    for name, (means, stds) in series.items():
+        ax.errorbar(dims[name], means, yerr=stds, marker="o", capsize=3, label=name)
+    ax.axhline(baseline, color="grey", ls="--", label="vanilla")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="KGE dimension", ylabel=ylabel)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)

@@ -35,24 +35,24 @@ def build_report(run_dir: str | Path) -> Path:
     if not results_path.is_file():
         raise UserError(f"{results_path}: no results to report (run `linklm run` first)")
     results = json.loads(results_path.read_text())
+    models = {k: results["models"][k] for k in MODEL_ORDER if k in results.get("models", {})}
+    sections = [_summary(results, models)]
+    images = _model_figures(run_dir, models)
+    later_sections, later_images = _sweep_and_explain(run_dir)
+    md, page = _render(run_dir, results, sections + later_sections, images + later_images)
+    with atomic_path(run_dir / "report.md") as tmp:
+        tmp.write_text(md, encoding="utf-8")
+    with atomic_path(run_dir / "report.html") as tmp:
+        tmp.write_text(page, encoding="utf-8")
+    return run_dir / "report.html"
+
+
+def _model_figures(run_dir: Path, models: dict) -> list[tuple[str, Path]]:
+    """The figures drawn from the models' results, logs and test predictions: (title, png) pairs."""
     figures = run_dir / "figures"
     figures.mkdir(exist_ok=True)
-    models = {k: results["models"][k] for k in MODEL_ORDER if k in results.get("models", {})}
-
-    sections: list[tuple[str, str]] = []  # (markdown, html) fragments
-    sections.append(_summary(results, models))
-
     images: list[tuple[str, Path]] = []
-    curves = {}
-    gnn_pred = run_dir / "gnn_test_predictions.parquet"
-    if gnn_pred.is_file():
-        frame = pd.read_parquet(gnn_pred)
-        curves["gnn"] = (frame["label"].to_numpy(), frame["score"].to_numpy())
-    for kind in models:
-        path = run_dir / "models" / kind / "test_predictions.parquet"
-        if path.is_file():
-            frame = pd.read_parquet(path)
-            curves[kind] = (frame["label"].to_numpy(), frame["score"].to_numpy())
+    curves = _roc_inputs(run_dir, models)
     if curves:
         images.append(("Test ROC curves of every model", plots.roc_curves(curves, figures / "roc.png")))
     if models:
@@ -66,7 +66,25 @@ def build_report(run_dir: str | Path) -> Path:
         ))  # fmt: skip
         matrices = {k: models[k]["test_confusion_matrix"] for k in names}
         images.append(("Confusion matrices (test)", plots.confusion_matrices(matrices, figures / "confusion.png")))
+    return images
 
+
+def _roc_inputs(run_dir: Path, models: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{model: (labels, scores)} on the test pairs, the GNN's first, for every saved prediction file."""
+    files = {"gnn": run_dir / "gnn_test_predictions.parquet"}
+    files.update({kind: run_dir / "models" / kind / "test_predictions.parquet" for kind in models})
+    curves = {}
+    for name, path in files.items():
+        if path.is_file():
+            frame = pd.read_parquet(path)
+            curves[name] = (frame["label"].to_numpy(), frame["score"].to_numpy())
+    return curves
+
+
+def _sweep_and_explain(run_dir: Path) -> tuple[list[tuple[str, str]], list[tuple[str, Path]]]:
+    """The sections and figures of `linklm sweep` and `linklm explain`, for those that were run."""
+    sections: list[tuple[str, str]] = []
+    images: list[tuple[str, Path]] = []
     sweep = run_dir / "sweep" / "sweep.json"
     if sweep.is_file():
         sections.append(_sweep_section(json.loads(sweep.read_text())))
@@ -77,9 +95,16 @@ def build_report(run_dir: str | Path) -> Path:
         sections.append(_explain_section(json.loads(explain.read_text())))
         for png in sorted((run_dir / "explain").glob("*.png")):
             images.append((png.stem.replace("_", " ").capitalize(), png))
+    return sections, images
 
-    md = ["# linklm report: " + html.escape(str(results.get("dataset", {}).get("name", run_dir.name))), ""]
-    body = [f"<h1>linklm report: {html.escape(str(results.get('dataset', {}).get('name', run_dir.name)))}</h1>"]
+
+def _render(run_dir: Path, results: dict, sections: list[tuple[str, str]],
+            images: list[tuple[str, Path]]) -> tuple[str, str]:  # fmt: skip
+    """report.md's text and report.html's page. sections: (markdown, html) fragments; images:
+    (title, png) pairs, linked from the markdown and embedded in the page."""
+    name = html.escape(str(results.get("dataset", {}).get("name", run_dir.name)))
+    md = [f"# linklm report: {name}", ""]
+    body = [f"<h1>linklm report: {name}</h1>"]
     for text, fragment in sections:
         md += [text, ""]
         body.append(fragment)
@@ -91,18 +116,13 @@ def build_report(run_dir: str | Path) -> Path:
     env = results.get("environment", {})
     md += ["## Environment", "", "```", json.dumps(env, indent=2), "```"]
     body.append(f"<h2>Environment</h2><pre>{html.escape(json.dumps(env, indent=2))}</pre>")
-
-    with atomic_path(run_dir / "report.md") as tmp:
-        tmp.write_text("\n".join(md) + "\n", encoding="utf-8")
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>linklm report</title><style>"
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
         "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
         "img{max-width:100%}</style></head><body>" + "\n".join(body) + "</body></html>\n"
     )
-    with atomic_path(run_dir / "report.html") as tmp:
-        tmp.write_text(page, encoding="utf-8")
-    return run_dir / "report.html"
+    return "\n".join(md) + "\n", page
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> tuple[str, str]:

@@ -1,0 +1,299 @@
+"""The classifier recipe: train with the HF Trainer, select on val, keep the best weights, resume.
+
+    metrics = fit(model, train_pairs, val_pairs, collators, TrainSpec(...), folder)
+
+`fit` reads top to bottom: the checkpoint folder is reused only for the same training identity,
+`TrainingArguments` are built from the spec, the Trainer trains with val AUC every epoch, and the
+best-by-val weights (kept apart as safetensors by `KeepBest`) are loaded back at the end. Per-step
+loss and batch accuracy go to `train_log.jsonl`. It never touches test.
+
+Resuming a killed run loads the Trainer's own checkpoints (optimizer and scheduler states are
+torch pickles, which transformers 5 reads with `torch.load(weights_only=True)`); every artifact a
+finished run keeps is safetensors, Parquet or JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from linklm.errors import UserError
+from linklm.evaluate import evaluate_scores
+from linklm.io import atomic_path, write_json
+from linklm.llm.collator import PairDataset
+from linklm.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How to train: every field the Trainer needs, resolved by the caller.
+
+    positives_per_batch: positives per device step (the collator adds the negatives); cpu: train on
+    the CPU even where a GPU exists; precision: fp32, bf16 or fp16 (`runtime.precision`); key: the
+    training identity, which decides whether a checkpoint left in the folder is resumed or discarded.
+    """
+
+    epochs: int
+    positives_per_batch: int
+    eval_batch_size: int
+    lr: float
+    weight_decay: float
+    warmup_ratio: float
+    seed: int
+    checkpoint_every: int
+    cpu: bool
+    precision: str
+    progress: bool
+    key: str
+
+
+def positive_probability(logits) -> np.ndarray:
+    logits = torch.as_tensor(np.asarray(logits), dtype=torch.float32)
+    return torch.softmax(logits, dim=-1)[:, 1].numpy()
+
+
+def _val_metrics(prediction) -> dict[str, float]:
+    metrics = evaluate_scores(prediction.label_ids, positive_probability(prediction.predictions))
+    return {"auc": metrics["auc"], "accuracy": metrics["accuracy"], "f1": metrics["f1"]}
+
+
+def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, folder: Path, *, optimizer=None,
+        callbacks: list | None = None, audit=None) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+    """Train `model` on `train` (positives; `collate` adds negatives), pick the epoch by val AUC.
+
+    collate: a callable taking Trainer features tagged with their split (`Tagged`). Returns the
+    trained model with its best-by-val weights loaded, and the training figures."""
+    log_path, checkpoints, best_dir = folder / "train_log.jsonl", folder / "checkpoints", folder / "best"
+    steps_per_epoch = max(1, -(-len(train) // spec.positives_per_batch))
+    resume = resumable(checkpoints, spec.key)  # every rank reads it before rank 0 changes anything
+    args = _arguments(spec, checkpoints, steps_per_epoch)
+    if args.process_index == 0:  # (creating the arguments joined the process group, if any)
+        _prepare(folder, spec.key, resume)
+    Runtime.current().barrier()
+    keep_best = KeepBest(best_dir)
+    trainer = LinkTrainer(
+        model=model, args=args, data_collator=collate, train_dataset=Tagged(train, "train"),
+        eval_dataset=Tagged(val, "val"), compute_metrics=_val_metrics, optimizers=(optimizer, None),
+        step_log_path=log_path, callbacks=[keep_best, *([audit] if audit else []), *(callbacks or [])],
+    )  # fmt: skip
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    seconds = time.perf_counter() - start
+    trainer.flush_step_log()
+    best = keep_best.load_into(trainer.model)
+    examples = len(train) * spec.epochs * (collate.examples_per_positive)
+    metrics = {
+        "val_auc": float(best["eval_auc"]),
+        "best_epoch": best["epoch"],
+        "val_history": [row for row in trainer.state.log_history if "eval_auc" in row],
+        "train_seconds": round(seconds, 2),
+        "train_examples": int(examples),
+        "examples_per_second": round(examples / seconds, 1),
+        "epochs": spec.epochs,
+        "resumed_from": resume.name if resume else None,
+    }
+    if trainer.is_world_process_zero():
+        for leftover in (checkpoints, best_dir):
+            shutil.rmtree(leftover, ignore_errors=True)
+    return trainer.model, metrics
+
+
+def _arguments(spec: TrainSpec, checkpoints: Path, steps_per_epoch: int) -> TrainingArguments:
+    return TrainingArguments(
+        output_dir=str(checkpoints),
+        per_device_train_batch_size=spec.positives_per_batch,
+        per_device_eval_batch_size=spec.eval_batch_size,
+        num_train_epochs=spec.epochs,
+        learning_rate=spec.lr,
+        weight_decay=spec.weight_decay,
+        # transformers >= 5 (pinned in pyproject.toml) reads a warmup_steps below 1 as a share of the steps.
+        warmup_steps=spec.warmup_ratio,
+        eval_strategy="epoch",
+        # Checkpoints for resuming a killed run, several per epoch; the best model by val AUC is
+        # kept apart by KeepBest, since load_best_model_at_end would tie saving to evaluation.
+        save_strategy="steps",
+        save_steps=spec.checkpoint_every or max(1, steps_per_epoch // 4),
+        save_total_limit=1,
+        logging_strategy="steps",
+        logging_steps=10,
+        report_to="none",
+        remove_unused_columns=False,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every parameter is used in every step
+        disable_tqdm=not spec.progress,
+        use_cpu=spec.cpu,
+        bf16=spec.precision == "bf16",
+        fp16=spec.precision == "fp16",
+    )
+
+
+def _prepare(folder: Path, key: str, resume: Path | None) -> None:
+    """Rank 0 only: a fresh start clears what an older run left; a resume trims the step log."""
+    log_path, checkpoints = folder / "train_log.jsonl", folder / "checkpoints"
+    if resume:
+        truncate_log(log_path, resume)
+        return
+    for leftover in (checkpoints, folder / "best"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    log_path.unlink(missing_ok=True)
+    checkpoints.mkdir(parents=True)
+    write_json(checkpoints / "linklm_key.json", {"key": key})
+
+
+def resumable(checkpoints: Path, key: str) -> Path | None:
+    """The latest complete checkpoint of a run with the same key, if any."""
+    marker = checkpoints / "linklm_key.json"
+    try:
+        if json.loads(marker.read_text())["key"] != key:
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    done = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+def truncate_log(path: Path, checkpoint: Path) -> None:
+    """Drop per-step rows written after `checkpoint`: they are trained (and logged) again."""
+    if not path.is_file():
+        return
+    step = json.loads((checkpoint / "trainer_state.json").read_text())["global_step"]
+    rows = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(r + "\n" for r in rows))
+
+
+class LinkTrainer(Trainer):
+    """The HF Trainer, recording each training step's loss and batch accuracy."""
+
+    def __init__(self, *args, step_log_path: Path | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.pop_callback(ProgressCallback) is not None:
+            self.add_callback(QuietProgress)
+        self.pop_callback(PrinterCallback)  # without progress bars: nothing printed per logging step
+        self.step_log_path = step_log_path
+        self._pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
+        self.add_callback(_StepLog(self))
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        loss = outputs.loss
+        if model.training and self.step_log_path is not None and self.is_world_process_zero():
+            correct = (outputs.logits.argmax(-1) == inputs["labels"]).float().mean()
+            # Kept as tensors: reading them here would stall the GPU at every step.
+            self._pending.append((self.state.global_step + 1, self.state.epoch or 0.0, loss.detach(), correct.detach()))
+        return (loss, outputs) if return_outputs else loss
+
+    def flush_step_log(self) -> None:
+        if not self._pending or self.step_log_path is None:
+            return
+        with open(self.step_log_path, "a") as fh:
+            for step, epoch, loss, acc in self._pending:
+                row = {"step": step, "epoch": round(epoch, 4), "loss": loss.item(), "accuracy": acc.item()}
+                fh.write(json.dumps(row) + "\n")
+        self._pending.clear()
+
+
+class _StepLog(TrainerCallback):
+    """Flushes per-step loss and accuracy to JSONL at every logging step, on the main process only."""
+
+    def __init__(self, trainer: LinkTrainer):
+        self.trainer = trainer
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        self.trainer.flush_step_log()
+
+
+class QuietProgress(ProgressCallback):
+    """The Trainer's progress bars, without a printed dict at every logging step: the per-step
+    figures go to train_log.jsonl and each stage prints one summary line."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.training_bar is not None and logs:
+            shown = {k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "eval_auc") and isinstance(v, float)}
+            self.training_bar.set_postfix(shown, refresh=False)
+
+
+class KeepBest(TrainerCallback):
+    """Saves the weights of the best val-AUC evaluation so far (safetensors) and restores them."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.best = json.loads((folder / "best.json").read_text()) if (folder / "best.json").is_file() else None
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        auc = (metrics or {}).get("eval_auc")
+        if auc is None or (self.best is not None and auc <= self.best["eval_auc"]):
+            return
+        self.best = {"eval_auc": float(auc), "epoch": float(state.epoch or 0), "step": state.global_step}
+        if state.is_world_process_zero:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            weights = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
+            with atomic_path(self.folder / "model.safetensors") as tmp:
+                save_file(weights, tmp)
+            write_json(self.folder / "best.json", self.best)
+
+    def load_into(self, model) -> dict:
+        if self.best is None:
+            raise UserError("training ended without a single validation; nothing to select a model by")
+        Runtime.current().barrier()  # rank 0 may still be writing the file
+        _unwrap(model).load_state_dict(load_file(self.folder / "model.safetensors"))
+        return self.best
+
+
+def _unwrap(model):
+    return getattr(model, "module", model)
+
+
+class Tagged(torch.utils.data.Dataset):
+    """A PairDataset whose items say their split, so one collator serves train and val."""
+
+    def __init__(self, pairs: PairDataset, split: str):
+        self.pairs, self.split = pairs, split
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def __getitem__(self, i):
+        return {**self.pairs[i], "split": self.split}
+
+
+class SplitCollator:
+    """Routes each batch to the train or the val collator (the Trainer takes one collator); with
+    `audit`, remembers the train positives this rank saw (for `ShardAudit`)."""
+
+    def __init__(self, by_split: dict, examples_per_positive: float, audit: bool = False):
+        self.by_split = by_split
+        self.examples_per_positive = examples_per_positive
+        self.seen: list[tuple[int, int]] | None = [] if audit else None
+
+    def __call__(self, features):
+        if self.seen is not None and features[0]["split"] == "train":
+            self.seen += [(int(f["source_idx"]), int(f["target_idx"])) for f in features]
+        return self.by_split[features[0]["split"]](features)
+
+
+class ShardAudit(TrainerCallback):
+    """Each rank writes the train positives it saw in each epoch (<folder>/rank<r>-epoch<e>.json),
+    so a DDP run can be checked for disjoint shards."""
+
+    def __init__(self, collator: SplitCollator, folder: Path):
+        self.collator, self.folder = collator, folder
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.collator.seen is None:
+            return
+        rank = Runtime.current().rank
+        write_json(self.folder / f"rank{rank}-epoch{round(state.epoch or 0)}.json", sorted(self.collator.seen))
+        self.collator.seen.clear()

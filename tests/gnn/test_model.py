@@ -1,0 +1,134 @@
+"""The GNN's hand-written pieces against the stock ones: `_PairLogits` against autograd, CSR message
+passing against PyG's edge_index path."""
+
+import pytest
+import torch
+
+from linklm.gnn.model import LinkGNN, _PairLogits, adjacency
+
+METADATA = (["user", "movie"], [("user", "rates", "movie"), ("movie", "rev_rates", "user")])
+
+
+# --- decode_pairs: the custom autograd function --------------------------------------------------
+
+
+def _tables(seed=0, num_users=5, num_movies=4, dim=3, n=11):
+    """Small float64 tables and index pairs in which every user and movie recurs several times."""
+    gen = torch.Generator().manual_seed(seed)
+    z_user = torch.randn(num_users, dim, generator=gen, dtype=torch.float64, requires_grad=True)
+    z_movie = torch.randn(num_movies, dim, generator=gen, dtype=torch.float64, requires_grad=True)
+    src = torch.randint(num_users, (n,), generator=gen)
+    dst = torch.randint(num_movies, (n,), generator=gen)
+    # Pin a few repeats, so index_add_ accumulates whatever the random draw gives.
+    src[:3], dst[:3] = 1, 2
+    assert src.unique().numel() < n and dst.unique().numel() < n
+    return z_user, z_movie, src, dst
+
+
+@pytest.mark.parametrize("chunk", [None, 3], ids=["one chunk", "chunks of 3"])
+def test_pair_logits_gradcheck(monkeypatch, chunk):
+    if chunk is not None:
+        monkeypatch.setattr(_PairLogits, "chunk", chunk)
+    z_user, z_movie, src, dst = _tables()
+    assert torch.autograd.gradcheck(LinkGNN.decode_pairs, (z_user, z_movie, src, dst))
+    # One table frozen: backward must still return the other's gradient (and None for the frozen one).
+    frozen = z_movie.detach()
+    assert torch.autograd.gradcheck(lambda u: LinkGNN.decode_pairs(u, frozen, src, dst), (z_user,))
+    frozen = z_user.detach()
+    assert torch.autograd.gradcheck(lambda m: LinkGNN.decode_pairs(frozen, m, src, dst), (z_movie,))
+
+
+@pytest.mark.parametrize("chunk", [None, 3, 4, 100], ids=["default", "3", "4 (ragged last)", "larger than n"])
+def test_pair_logits_match_plain_autograd(monkeypatch, chunk):
+    if chunk is not None:
+        monkeypatch.setattr(_PairLogits, "chunk", chunk)
+    z_user, z_movie, src, dst = _tables(seed=1, num_users=6, num_movies=5, dim=4, n=13)
+    upstream = torch.randn(src.numel(), dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+
+    ours = LinkGNN.decode_pairs(z_user, z_movie, src, dst)
+    grads = torch.autograd.grad(ours, (z_user, z_movie), upstream)
+
+    plain = (z_user[src] * z_movie[dst]).sum(-1)
+    expected = torch.autograd.grad(plain, (z_user, z_movie), upstream)
+
+    assert ours.shape == (src.numel(),)
+    torch.testing.assert_close(ours, plain)
+    torch.testing.assert_close(grads[0], expected[0])
+    torch.testing.assert_close(grads[1], expected[1])
+    # Rows never indexed get exactly zero gradient.
+    unused = torch.ones(z_user.shape[0], dtype=torch.bool)
+    unused[src] = False
+    assert (grads[0][unused] == 0).all()
+
+
+# --- CSR message passing against PyG's edge_index path -------------------------------------------
+
+
+def _graph(seed=0, num_users=7, num_movies=9, num_edges=30):
+    """Distinct (user, movie) edges sorted by source, as the manager emits them; the last user and
+    movie have no edge at all."""
+    gen = torch.Generator().manual_seed(seed)
+    pairs = torch.randperm((num_users - 1) * (num_movies - 1), generator=gen)[:num_edges].sort().values
+    edge_index = torch.stack([pairs // (num_movies - 1), pairs % (num_movies - 1)])
+    assert torch.unique(edge_index, dim=1).shape[1] == num_edges  # no duplicates
+    return edge_index, num_users, num_movies
+
+
+def _dense(edge_index, num_rows, num_cols):
+    """A[row, col] = 1 for each (row, col) pair, written by hand."""
+    dense = torch.zeros(num_rows, num_cols)
+    for row, col in edge_index.t().tolist():
+        dense[row, col] = 1.0
+    return dense
+
+
+@pytest.mark.parametrize("shuffled", [False, True], ids=["csr order", "shuffled"])
+def test_adjacency_is_the_transposed_relation(shuffled):
+    edge_index, num_users, num_movies = _graph()
+    if shuffled:
+        edge_index = edge_index[:, torch.randperm(edge_index.shape[1], generator=torch.Generator().manual_seed(3))]
+        assert not bool((edge_index[0, 1:] >= edge_index[0, :-1]).all())  # really out of order
+    src, dst = edge_index.clone()
+    adj_t, rev_adj_t = adjacency(edge_index, num_users, num_movies)
+
+    assert adj_t.layout == torch.sparse_csr and rev_adj_t.layout == torch.sparse_csr
+    assert adj_t.shape == (num_movies, num_users) and rev_adj_t.shape == (num_users, num_movies)
+    torch.testing.assert_close(adj_t.to_dense(), _dense(torch.stack([dst, src]), num_movies, num_users))
+    torch.testing.assert_close(rev_adj_t.to_dense(), _dense(torch.stack([src, dst]), num_users, num_movies))
+    assert torch.equal(edge_index, torch.stack([src, dst]))  # the caller's edges are left as they were
+    for adj in (adj_t, rev_adj_t):  # valid CSR: column indices sorted within each row
+        crow, col = adj.crow_indices(), adj.col_indices()
+        for row in range(adj.shape[0]):
+            cols = col[crow[row] : crow[row + 1]]
+            assert bool((cols[1:] > cols[:-1]).all())
+
+
+@pytest.mark.parametrize("shuffled", [False, True], ids=["csr order", "shuffled"])
+def test_csr_message_passing_equals_edge_index(shuffled):
+    torch.manual_seed(0)
+    edge_index, num_users, num_movies = _graph(seed=1)
+    num_features = 4
+    model = LinkGNN(num_users, num_movies, num_features, METADATA, hidden_channels=8, kge_dimension=5).eval()
+    movie_x = (torch.rand(num_movies, num_features, generator=torch.Generator().manual_seed(2)) < 0.4).float()
+
+    csr_edges = edge_index
+    if shuffled:
+        csr_edges = edge_index[:, torch.randperm(edge_index.shape[1], generator=torch.Generator().manual_seed(5))]
+    adj_t, rev_adj_t = adjacency(csr_edges, num_users, num_movies)
+    with torch.no_grad():
+        ours = model(movie_x, {METADATA[1][0]: adj_t, METADATA[1][1]: rev_adj_t})
+
+        x_dict = {"user": model.user_emb.weight, "movie": model.movie_lin(movie_x) + model.movie_emb.weight}
+        reference = model.encoder(x_dict, {METADATA[1][0]: edge_index, METADATA[1][1]: edge_index.flip(0)})
+
+    assert set(ours) == {"user", "movie"}
+    assert ours["user"].shape == (num_users, 5) and ours["movie"].shape == (num_movies, 5)
+    torch.testing.assert_close(ours["user"], reference["user"])
+    torch.testing.assert_close(ours["movie"], reference["movie"])
+    # The graph matters: an edgeless node and a connected one differ in how their embeddings were built,
+    # so the comparison above is not between two outputs that ignore the edges.
+    no_edges = {METADATA[1][0]: edge_index[:, :0], METADATA[1][1]: edge_index[:, :0]}
+    with torch.no_grad():
+        isolated = model.encoder(x_dict, no_edges)
+    assert not torch.allclose(isolated["user"][:-1], reference["user"][:-1])
+    torch.testing.assert_close(isolated["user"][-1], reference["user"][-1])  # the last user has no edge

@@ -1,0 +1,109 @@
+"""The shared evaluator against metrics counted by hand on arrays small enough to count."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from linklm.evaluate import evaluate_scores
+
+
+def test_perfect_ranking():
+    result = evaluate_scores([0, 0, 1, 1], [0.1, 0.2, 0.8, 0.9])
+    assert result == {"accuracy": 1.0, "auc": 1.0, "f1": 1.0, "confusion_matrix": [[2, 0], [0, 2]], "n": 4}
+
+
+def test_reversed_ranking():
+    result = evaluate_scores([0, 0, 1, 1], [0.9, 0.8, 0.2, 0.1])
+    assert result["auc"] == 0.0 and result["accuracy"] == 0.0 and result["f1"] == 0.0
+    assert result["confusion_matrix"] == [[0, 2], [2, 0]]
+
+
+def test_hand_counted_metrics():
+    labels = [1, 1, 1, 0, 0, 0, 1, 0, 0]
+    scores = [0.9, 0.6, 0.3, 0.7, 0.2, 0.1, 0.8, 0.4, 0.55]
+    # Predicted (> 0.5):  1    1    0    1    0    0    1    0    1
+    # tp: items 0, 1, 6; fn: item 2; fp: items 3, 8; tn: items 4, 5, 7.
+    result = evaluate_scores(labels, scores)
+    assert result["confusion_matrix"] == [[3, 2], [1, 3]]  # [[tn, fp], [fn, tp]]
+    assert result["accuracy"] == pytest.approx(6 / 9)
+    assert result["f1"] == pytest.approx(2 * 3 / (2 * 3 + 2 + 1))
+    # AUC: of the 4 × 5 (positive, negative) pairs, the positive scores higher in 5 + 4 + 2 + 5 = 16.
+    assert result["auc"] == pytest.approx(16 / 20)
+    assert result["n"] == 9
+
+
+def test_tied_scores_count_half_in_auc():
+    assert evaluate_scores([0, 1, 0, 1], [0.3, 0.3, 0.1, 0.9])["auc"] == pytest.approx((0.5 + 1 + 1 + 1) / 4)
+
+
+def test_half_is_negative_for_probabilities():
+    result = evaluate_scores([1, 0, 1], [0.5, 0.2, np.nextafter(0.5, 1)])
+    assert result["confusion_matrix"] == [[1, 0], [1, 1]]  # 0.5 itself is not above the threshold
+    assert result["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_logits_threshold_at_zero():
+    labels, scores = [0, 0, 1, 1], [-0.1, 0.0, 0.3, 0.7]
+    as_logits = evaluate_scores(labels, scores, logits=True)
+    assert as_logits["confusion_matrix"] == [[2, 0], [0, 2]]  # 0.0 counts as negative, 0.3 as positive
+    assert as_logits["accuracy"] == 1.0 and as_logits["f1"] == 1.0
+    as_probabilities = evaluate_scores(labels, scores)
+    assert as_probabilities["confusion_matrix"] == [[2, 0], [1, 1]]  # 0.3 is below 0.5
+    assert as_probabilities["accuracy"] == pytest.approx(3 / 4)
+    assert as_probabilities["f1"] == pytest.approx(2 * 1 / (2 * 1 + 0 + 1))
+    assert as_logits["auc"] == as_probabilities["auc"] == 1.0  # AUC ranks; the threshold does not enter
+
+
+def test_single_class_has_nan_auc_but_other_metrics():
+    result = evaluate_scores([1, 1, 1], [0.9, 0.2, 0.7])
+    assert math.isnan(result["auc"])
+    assert result["confusion_matrix"] == [[0, 0], [1, 2]]
+    assert result["accuracy"] == pytest.approx(2 / 3)
+    assert result["f1"] == pytest.approx(2 * 2 / (2 * 2 + 0 + 1))
+    negatives = evaluate_scores([0, 0], [0.1, 0.9])
+    assert math.isnan(negatives["auc"]) and negatives["confusion_matrix"] == [[1, 1], [0, 0]]
+    assert negatives["f1"] == 0.0  # no positive label: recall is 0 / 0, which zero_division makes 0
+
+
+def test_column_vectors_and_float_labels_are_flattened():
+    labels = np.array([[0.0], [1.0], [1.0], [0.0], [1.0]])
+    scores = np.array([[0.2], [0.7], [0.4], [0.6], [0.9]])
+    result = evaluate_scores(labels, scores)
+    assert result["n"] == 5
+    assert result["confusion_matrix"] == [[1, 1], [1, 2]]
+    # Positive scores 0.7, 0.4, 0.9 against negatives 0.2, 0.6: 2 + 1 + 2 of 6 pairs.
+    assert result["auc"] == pytest.approx(5 / 6)
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 50])
+def test_n_is_the_length(n):
+    rng = np.random.default_rng(n)
+    labels, scores = rng.integers(0, 2, n), rng.random(n)
+    result = evaluate_scores(labels, scores)
+    assert result["n"] == n
+    assert sum(map(sum, result["confusion_matrix"])) == n
+
+
+def test_result_is_plain_python():
+    result = evaluate_scores(np.array([0, 1, 1]), np.array([0.2, 0.8, 0.4], dtype=np.float32))
+    assert type(result["accuracy"]) is float and type(result["auc"]) is float and type(result["f1"]) is float
+    assert type(result["n"]) is int
+    assert all(type(v) is int for row in result["confusion_matrix"] for v in row)
+    json.dumps(result)
+
+
+@pytest.mark.parametrize(
+    "labels,scores", [([0, 1, 1], [0.2, 0.8]), ([0, 1], [0.2, 0.8, 0.4]), ([], [0.5])], ids=["short", "long", "empty"]
+)
+def test_shape_mismatch_raises(labels, scores):
+    with pytest.raises(ValueError, match="shape"):
+        evaluate_scores(labels, scores)
+
+
+def test_empty_input_raises():
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        evaluate_scores([], [])
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        evaluate_scores(np.array([]), np.array([]), logits=True)
