@@ -22,7 +22,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from linklm.config import Config, load_config
-from linklm.data.graph import sample_negatives
+from linklm.data.tables import sample_negatives
 from linklm.evaluate import evaluate_scores
 from linklm.experiment.pipeline import make_classifier, prepare_data, train_gnn
 from linklm.llm.collator import PairDataset

@@ -44,3 +44,11 @@ def test_shipped_configs_load():
     assert default.name == "default" and default.data.dataset == "ml-100k"
     gpu = load_config(root / "ml-32m-gpu.yaml")
     assert gpu.name == "ml-32m" and gpu.data.dataset == "ml-32m"
+
+
+def test_floats_in_e_notation_are_floats_and_non_finite_ones_are_refused():
+    assert load_config(None, ["gnn.lr=1e-3"]).gnn.lr == 0.001  # YAML 1.1 reads this as a string
+    assert load_config(None, ["llm.lr=3E-4"]).llm.lr == 0.0003
+    for bad in ("gnn.lr=.nan", "data.neg_ratio=.inf", "llm.lr=inf", "gnn.lr=abc"):
+        with pytest.raises(UserError, match=bad.split("=")[0]):
+            load_config(None, [bad])

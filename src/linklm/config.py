@@ -8,6 +8,7 @@ Unknown keys, wrong types and out-of-range values raise `UserError` naming the k
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -170,8 +171,16 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise UserError(f"config key {key} must be a list, got {value!r}")
         return [_coerce(v, item, key) for v in value]
+    if hint is float and isinstance(value, str):
+        # YAML 1.1 reads 1e-3 (no dot) as a string; a float written that way is still a float.
+        try:
+            value = float(value)
+        except ValueError:
+            raise UserError(f"config key {key} must be a float, got {value!r}") from None
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"config key {key} must be a finite number, got {value!r}")
     if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     if hint in (int, float) and isinstance(value, bool):

@@ -11,7 +11,7 @@ from linklm import GraphRepresentationGenerator, MovieLensManager, UserError
 from linklm.cli import main
 from linklm.config import DataConfig
 from linklm.data import BipartiteGraphManager
-from linklm.data.graph import sample_negatives
+from linklm.data.tables import sample_negatives
 
 from synthetic import write_layout
 

@@ -24,8 +24,9 @@ from pyarrow import ArrowException
 from linklm.artifacts import Damaged, sealed, stage_key
 from linklm.config import DataConfig, data_config
 from linklm.data.download import GROUPLENS_DATASETS, fetch_grouplens, safe_extract
-from linklm.data.graph import BipartiteGraphManager, build_tables, load_tables
+from linklm.data.graph import BipartiteGraphManager, load_tables
 from linklm.data.readers import RawTables, read_folder
+from linklm.data.tables import build_tables
 from linklm.errors import UserError
 from linklm.io import file_sha256
 

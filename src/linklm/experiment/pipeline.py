@@ -23,7 +23,7 @@ from linklm.artifacts import Damaged, seal, sealed, stage_key, unseal
 from linklm.config import LLM_KINDS, Config
 from linklm.errors import UserError
 from linklm.io import write_json
-from linklm.runtime import Runtime
+from linklm.runtime import Runtime, precision, resolve_device
 
 _MODEL_FILES = ("metrics.json", "model/model.safetensors", "test_predictions.parquet")
 
@@ -136,9 +136,11 @@ def make_classifier(kind: str, cfg: Config, manager, gen, root: Path):
 
 
 def classifier_key(kind: str, cfg: Config, manager, gen) -> str:
-    """The classifier stage key: its kind, the data, the GNN it reads (if any) and the llm fields
-    that change its result (`artifacts.STAGE_FIELDS`)."""
-    upstream = {"kind": kind, "data": manager.key, "gnn": gen.key if kind != "vanilla" else None}
+    """The classifier stage key: its kind, the data, the GNN it reads (if any), the llm fields that
+    change its result (`artifacts.STAGE_FIELDS`) and the training precision (bf16 on a GPU changes
+    the numbers; which device of a kind does not)."""
+    upstream = {"kind": kind, "data": manager.key, "gnn": gen.key if kind != "vanilla" else None,
+                "precision": precision(resolve_device(cfg.llm.device, "llm.device"))}  # fmt: skip
     if kind == "embedding_e2e":
         upstream["gnn_lr"] = cfg.llm.gnn_lr
     return stage_key("classifier", cfg.llm, **upstream)

@@ -33,6 +33,7 @@ from linklm.explain.hidden import movie_popularity, pc1_stats, pca_2d, plot_hidd
 from linklm.explain.shapley import PLAYERS, coalition_values, plot_shapley, shapley_values, summarize
 from linklm.io import write_json
 from linklm.llm.tokens import MOVIE, SEGMENTS, USER
+from linklm.runtime import resolve_device
 
 DEFAULT_SAMPLES = 200  # measured on ml-100k, 4 MiniLM-L2 models, 2 CPU cores: 28 s (47 s beside a training run)
 CHUNK = 32  # pairs per forward for attention and hidden states
@@ -266,7 +267,7 @@ def explain_run(run_dir: str | Path, samples: int | None = None, progress: bool 
         raise UserError(f"--samples must be at least 2, got {samples}")
     cfg, manager, gen, folders = open_run(run)
     sample = draw_pairs(cfg, manager, samples)
-    device = torch.device("cuda" if torch.cuda.is_available() and cfg.llm.device != "cpu" else "cpu")
+    device = resolve_device(cfg.llm.device, "llm.device")
     load = functools.partial(load_model, cfg=cfg, manager=manager, gen=gen, run_dir=run, device=device)
     out_dir = run / "explain"
     models: dict[str, dict] = {}

@@ -31,7 +31,7 @@ from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from linklm.config import GNNConfig
-from linklm.data.graph import sample_negatives
+from linklm.data.tables import sample_negatives
 from linklm.gnn.model import LinkGNN, adjacency
 from linklm.io import atomic_path
 

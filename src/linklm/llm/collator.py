@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from linklm.config import SPLITS
-from linklm.data.graph import sample_negatives
+from linklm.data.tables import sample_negatives
 from linklm.llm.tokens import PromptBuilder
 
 SPLIT_CODES = {split: code for code, split in enumerate(SPLITS)}

@@ -105,7 +105,7 @@ def build_model(name: str, kind: str, num_layers: int | None = None, kge_dim: in
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = _instantiate(name, kind, num_layers, kge_dim)
-    grow_token_types(model)
+        grow_token_types(model)  # (its new table is drawn, then overwritten: inside the fork too)
     return model
 
 

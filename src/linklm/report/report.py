@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from linklm.config import LLM_KINDS
 from linklm.errors import UserError
 from linklm.io import atomic_path
 from linklm.report import plots
-
-MODEL_ORDER = ("vanilla", "prompt", "embedding_frozen", "embedding_e2e")
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -35,7 +34,7 @@ def build_report(run_dir: str | Path) -> Path:
     if not results_path.is_file():
         raise UserError(f"{results_path}: no results to report (run `linklm run` first)")
     results = json.loads(results_path.read_text())
-    models = {k: results["models"][k] for k in MODEL_ORDER if k in results.get("models", {})}
+    models = {k: results["models"][k] for k in LLM_KINDS if k in results.get("models", {})}
     sections = [_summary(results, models)]
     images = _model_figures(run_dir, models)
     later_sections, later_images = _sweep_and_explain(run_dir)

@@ -1,0 +1,151 @@
+"""From raw source, target and edge tables to the split tables: indices, one split, fixed negatives.
+
+    tables = build_tables(source_df, target_df, edge_df, cfg)   # source_df, target_df, edge_df, neg_df
+
+The split follows PyG's RandomLinkSplit (see `assign_split`); every negative, fixed or drawn on the
+fly later, comes from `sample_negatives`, which never returns a known edge.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from linklm.config import SPLITS, DataConfig
+from linklm.errors import UserError
+
+
+def assign_split(n_edges: int, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded RandomLinkSplit roles for `n_edges` edges.
+
+    Returns `split` (int8 codes into SPLITS: 0 train, 1 val, 2 test) and `supervision` (bool): for
+    train edges, whether the edge is a supervision edge; val/test edges are always supervision edges.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    perm = rng.permutation(n_edges)
+    n_val = int(math.floor(cfg.val_ratio * n_edges))
+    n_test = int(math.floor(cfg.test_ratio * n_edges))
+    n_train = n_edges - n_val - n_test
+    if n_train <= 0 or (cfg.val_ratio > 0 and n_val == 0) or (cfg.test_ratio > 0 and n_test == 0):
+        raise UserError(f"too few ratings ({n_edges}) for val_ratio={cfg.val_ratio}, test_ratio={cfg.test_ratio}")
+    split = np.zeros(n_edges, dtype=np.int8)
+    split[perm[n_train : n_train + n_val]] = 1
+    split[perm[n_train + n_val :]] = 2
+    supervision = np.ones(n_edges, dtype=bool)
+    n_disjoint = int(math.floor(cfg.disjoint_train_ratio * n_train))
+    if n_disjoint > 0:
+        # The last n_disjoint train edges of the permutation are supervision-only; the rest pass messages.
+        supervision[perm[: n_train - n_disjoint]] = False
+    return split, supervision
+
+
+def sample_negatives(
+    n_source: int, n_target: int, positive_keys: np.ndarray, count: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """`count` distinct uniform (source, target) pairs, none of them in `positive_keys`.
+
+    positive_keys: sorted int64 array of `source * n_target + target` for every known edge.
+    """
+    free = n_source * n_target - len(positive_keys)
+    if count > free:
+        raise UserError(f"the graph is too dense: {count} negatives asked for, only {free} non-edges exist")
+    chosen = np.empty(0, dtype=np.int64)
+    while len(chosen) < count:
+        need = count - len(chosen)
+        draw = rng.integers(0, n_source * n_target, size=int(need * 1.2) + 64, dtype=np.int64)
+        pos = np.searchsorted(positive_keys, draw)
+        pos[pos == len(positive_keys)] = 0
+        draw = draw[positive_keys[pos] != draw] if len(positive_keys) else draw
+        draw = np.concatenate([chosen, draw])
+        _, first = np.unique(draw, return_index=True)
+        chosen = draw[np.sort(first)][:count]  # keep draw order, so the result is reproducible
+    return chosen // n_target, chosen % n_target
+
+
+def _latest_edges(edge_df: pd.DataFrame) -> np.ndarray | None:
+    """Row positions of one edge per (source_id, target_id), the latest rating winning, in
+    (source_id, target_id) order; None when `edge_df` already is exactly that."""
+    src, dst = edge_df["source_id"].to_numpy(), edge_df["target_id"].to_numpy()
+    # Ratings files usually come sorted by user and movie without repeats (ml-32m's 32 M rows do):
+    # then sorting and de-duplicating would only copy the frame, twice.
+    if len(src) < 2 or ((src[1:] > src[:-1]) | ((src[1:] == src[:-1]) & (dst[1:] > dst[:-1]))).all():
+        return None
+    keys = pd.DataFrame({"source_id": src, "target_id": dst})
+    if "timestamp" in edge_df.columns:
+        keys["timestamp"] = edge_df["timestamp"].to_numpy()
+    keys = keys.sort_values(list(keys.columns), kind="stable")
+    return keys.index[~keys.duplicated(["source_id", "target_id"], keep="last")].to_numpy()
+
+
+def build_tables(
+    source_df: pd.DataFrame, target_df: pd.DataFrame, edge_df: pd.DataFrame, cfg: DataConfig
+) -> dict[str, pd.DataFrame]:
+    """Index the nodes, collapse duplicate edges, split, and draw the fixed val/test negatives."""
+    targets = target_df.sort_values("target_id", kind="stable").reset_index(drop=True)
+    targets.insert(0, "target_idx", np.arange(len(targets), dtype=np.int64))
+    if "genres" not in targets.columns:
+        targets["genres"] = [[] for _ in range(len(targets))]
+    if "title" not in targets.columns:
+        targets["title"] = targets["target_id"].astype(str)
+
+    # Each edge column is gathered once, straight into the final table: at ml-32m a copy of the
+    # whole edge frame is 1 GB.
+    rows = _latest_edges(edge_df)
+    n_edges = len(edge_df) if rows is None else len(rows)
+
+    def column(name: str, default: Any = None):
+        if name not in edge_df.columns:
+            return np.full(n_edges, default)
+        values = edge_df[name].array
+        return values if rows is None else values.take(rows)
+
+    source_id, target_id = column("source_id"), column("target_id")
+    edge_sources, edge_targets = np.asarray(source_id), np.asarray(target_id)
+
+    source_ids = np.union1d(edge_sources, source_df["source_id"].to_numpy())
+    sources = pd.DataFrame({"source_idx": np.arange(len(source_ids), dtype=np.int64), "source_id": source_ids})
+    extra = [c for c in source_df.columns if c != "source_id"]
+    if extra:
+        sources = sources.merge(source_df.drop_duplicates("source_id"), on="source_id", how="left")
+
+    source_idx = np.searchsorted(source_ids, edge_sources).astype(np.int64, copy=False)
+    target_ids = targets["target_id"].to_numpy()
+    target_idx = np.searchsorted(target_ids, edge_targets).astype(np.int64, copy=False)
+    if len(target_ids) == 0 or (target_ids[np.minimum(target_idx, len(target_ids) - 1)]
+                                != edge_targets).any():  # fmt: skip
+        raise UserError("some edges point at targets absent from the target table")
+
+    split, supervision = assign_split(n_edges, cfg)
+    edges = pd.DataFrame(
+        {
+            "source_idx": source_idx,
+            "target_idx": target_idx,
+            "source_id": source_id,
+            "target_id": target_id,
+            "rating": column("rating", np.float32(1.0)),
+            "timestamp": column("timestamp", np.int64(0)),
+            "split": pd.Categorical.from_codes(split, categories=list(SPLITS)),
+            "supervision": supervision,
+        }
+    )
+
+    neg = fixed_negatives(source_idx, target_idx, len(sources), len(targets), split, cfg)
+    del source_idx, target_idx
+    return {"source_df": sources, "target_df": targets, "edge_df": edges, "neg_df": neg}
+
+
+def fixed_negatives(source_idx, target_idx, n_sources: int, n_targets: int, split: np.ndarray, cfg: DataConfig):
+    """The val/test negatives: `neg_ratio` per positive of each split, none equal to any rating."""
+    keys = source_idx * n_targets
+    keys += target_idx
+    keys.sort()
+    counts = {s: int(round(cfg.neg_ratio * int((split == SPLITS.index(s)).sum()))) for s in ("val", "test")}
+    rng = np.random.default_rng([cfg.seed, 1])
+    neg_src, neg_dst = sample_negatives(n_sources, n_targets, keys, counts["val"] + counts["test"], rng)
+    neg = pd.DataFrame({"source_idx": neg_src, "target_idx": neg_dst})
+    neg_codes = np.repeat(np.array([1, 2], dtype=np.int8), [counts["val"], counts["test"]])
+    neg["split"] = pd.Categorical.from_codes(neg_codes, categories=list(SPLITS))
+    return neg
