@@ -18,8 +18,6 @@ from torch import Tensor
 
 from linklm.llm.tokens import MOVIE_KGE, SEGMENTS, USER_KGE
 
-TERTILES = ("low", "mid", "high")
-
 
 def pooled_states(hidden: Tensor, token_type_ids: Tensor, attention_mask: Tensor) -> dict[str, Tensor]:
     """{"cls": (batch, hidden)} plus "user_kge" / "movie_kge" (batch, hidden), the mean final state

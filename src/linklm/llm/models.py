@@ -30,7 +30,6 @@ from linklm.errors import UserError
 from linklm.llm.tokens import MOVIE_KGE, SEGMENTS, USER_KGE
 
 MINILM = "all-MiniLM-L6-v2"
-SEED_MODEL = "google/bert_uncased_L-2_H-128_A-2"
 _RANDOM = re.compile(r"random:L(\d+)-H(\d+)")
 
 
