@@ -29,6 +29,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600: a shared cache must follow the umask
     try:
         yield tmp_path
         os.replace(tmp_path, target)
@@ -43,6 +44,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     target = Path(target)
     _make_parent(target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
         yield tmp
         if target.exists():
@@ -51,6 +53,28 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def locked(target: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on `target` (a file `<target>.lock` beside it) across processes: the
+    builder of a cache holds it, and whoever waited re-checks the cache before building again."""
+    from filelock import FileLock
+
+    target = Path(target)
+    _make_parent(target)
+    with FileLock(f"{target}.lock", mode=0o666 & ~_umask()):
+        yield
+
+
+def _umask() -> int:
+    try:  # Linux says it without changing it
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)  # elsewhere reading the umask means setting it: put it straight back
+        os.umask(mask)
+        return mask
 
 
 def _make_parent(target: Path) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from linklm.cli import main
-from linklm.experiment.sweep import holm, paired_bootstrap
+from linklm.experiment.sweep import holm, pays_off_from, seed_paired_test
 from linklm.report.report import build_report
 
 from synthetic import write_layout
@@ -54,16 +54,27 @@ def test_report_needs_results(tmp_path, capsys):
     assert "no results" in capsys.readouterr().err
 
 
-def test_paired_bootstrap_detects_a_real_gain_and_not_a_null_one():
+def test_seed_paired_test_detects_a_real_gain_and_not_a_null_one():
     rng = np.random.default_rng(0)
-    base = (rng.random(2000) < 0.7).astype(float)
-    better = np.where(rng.random(2000) < 0.2, 1.0, base)  # fixes 20 % of the pairs
-    gain, p = paired_bootstrap(better, base)
-    assert gain > 0.03 and p < 0.01
-    _, p_same = paired_bootstrap(base, base)
-    assert p_same > 0.5
-    worse = np.where(rng.random(2000) < 0.1, 1 - base, base)  # random flips cost accuracy at 70 %
-    assert paired_bootstrap(worse, base)[1] > 0.5
+    base = 0.70 + 0.01 * rng.standard_normal(5)
+    gain, p = seed_paired_test(base + 0.03 + 0.005 * rng.standard_normal(5), base)
+    assert 0.02 < gain < 0.04 and p < 0.01
+    noise = seed_paired_test(base + 0.01 * rng.standard_normal(5), base)[1]
+    assert noise > 0.05
+    assert seed_paired_test(base - 0.03, base)[1] == 1.0  # a constant loss is never a gain
+    assert seed_paired_test(base + 0.01, base) == (pytest.approx(0.01), 0.0)  # constant gain: no spread
+    assert seed_paired_test([0.8], [0.7])[1] is None  # one seed: nothing to test
+
+
+def test_fixed_sequence_answer_needs_every_larger_dimension():
+    def row(d, p, gain=0.01, fits=True):
+        return {"kge_dim": d, "fits": fits, "auc_p": p, "auc_gain": gain}
+
+    assert pays_off_from([row(2, 0.01), row(8, 0.01), row(32, 0.01)]) == 2
+    assert pays_off_from([row(32, 0.01), row(2, 0.01), row(8, 0.2)]) == 32  # unsorted input; 8 breaks the run
+    assert pays_off_from([row(2, 0.01), row(8, 0.01), row(32, 0.3)]) is None  # significant at 2 but not 32
+    assert pays_off_from([row(2, 0.01), row(8, 0.01, gain=-0.01)]) is None
+    assert pays_off_from([row(2, 0.01), row(300, None, fits=False)]) == 2  # what does not fit is not asked
 
 
 def test_holm_matches_the_textbook():
@@ -75,11 +86,18 @@ def test_sweep_prints_the_answer_and_marks_prompts_that_do_not_fit(tmp_path, cap
     args = ["sweep", "--dims", "2,300", "--seeds", "0,1", f"data.path={folder}", *TINY[:4]]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "smallest KGE dimension with a significant gain" in out
+    assert "KGEs beat vanilla significantly in test AUC" in out
     assert "largest dimension that fits the prompt" in out
     sweep = json.loads((tmp_path / "runs" / "default" / "sweep" / "sweep.json").read_text())
     rows = {(r["model"], r["kge_dim"]): r for r in sweep["rows"]}
     assert rows[("prompt", 300)]["fits"] is False and rows[("prompt", 2)]["fits"] is True
     assert rows[("embedding_frozen", 300)]["fits"] is True
     assert len([r for r in sweep["runs"] if r["model"] == "vanilla"]) == 2
+    tested = [r for r in sweep["rows"] if r["model"] != "vanilla" and r["fits"]]
+    assert all(r["auc_p"] is not None and r["accuracy_p"] is not None for r in tested)
+    raw = sorted(p for r in tested for p in (r["auc_p_raw"], r["accuracy_p_raw"]))
+    assert sorted(p for r in tested for p in (r["auc_p"], r["accuracy_p"])) == pytest.approx(holm(raw)), (
+        "Holm runs across every (model, dimension, metric) test"
+    )
+    assert all(0.0 <= r["predicted_positive_share"] <= 1.0 for r in sweep["runs"])
     assert (tmp_path / "runs" / "default" / "sweep" / "accuracy_vs_dim.png").is_file()

@@ -28,7 +28,7 @@ from linklm.data.graph import BipartiteGraphManager, load_tables
 from linklm.data.readers import RawTables, read_folder
 from linklm.data.tables import build_tables
 from linklm.errors import UserError
-from linklm.io import file_sha256
+from linklm.io import file_sha256, locked
 
 EMBEDDED_DATASET = "ml-100k"
 EMBEDDED_DIR = "recbole/dataset_example/ml-100k"
@@ -66,10 +66,26 @@ def resolve_source(cfg: DataConfig) -> Path:
 
 
 def _extracted(archive: Path, target: Path) -> Path:
-    if not (target / ".complete").exists():
-        safe_extract(archive, target)
-        (target / ".complete").touch()
+    if (target / ".complete").exists():
+        return target
+    with locked(target):
+        if not (target / ".complete").exists():
+            safe_extract(archive, target)
+            (target / ".complete").touch()
     return target
+
+
+def _cached_tables(folder: Path, quiet: bool = False) -> dict[str, pd.DataFrame] | None:
+    """The tables of a sealed cache folder; None if there is none, or (with one warning unless
+    `quiet`) if it is damaged."""
+    if not sealed(folder):
+        return None
+    try:
+        return load_tables(folder)
+    except (OSError, ValueError, ArrowException, Damaged) as exc:
+        if not quiet:
+            warnings.warn(f"{folder}: unreadable cache ({exc}); rebuilding it", stacklevel=4)
+        return None
 
 
 def fingerprint(files: list[Path]) -> list[dict[str, Any]]:
@@ -119,19 +135,16 @@ class MovieLensManager(BipartiteGraphManager):
         key = stage_key("data", config, files=prints)
         label = config.dataset if config.path is None else Path(config.path).stem
         folder = Path(config.cache_dir) / f"{label}-{key}"
-        tables = None
-        if sealed(folder) and not force_recompute:
-            try:
-                tables = load_tables(folder)
-            except (OSError, ValueError, ArrowException, Damaged) as exc:
-                warnings.warn(f"{folder}: unreadable cache ({exc}); rebuilding it", stacklevel=2)
+        tables = None if force_recompute else _cached_tables(folder)
+        if tables is None:
+            with locked(folder):  # one builder at a time; who waited finds the cache built
+                tables = None if force_recompute else _cached_tables(folder, quiet=True)
+                if tables is None:
+                    raw = read_folder(source)
+                    super().__init__(build_tables(*tables_from_raw(raw), config), config)
+                    self.save(folder, {"layout": raw.layout, "source": str(source), "files": prints, "key": key})
+        self.from_cache = tables is not None
         if tables is not None:
             super().__init__(tables, config, folder)
-            self.from_cache = True
-        else:
-            raw = read_folder(source)
-            super().__init__(build_tables(*tables_from_raw(raw), config), config)
-            self.save(folder, {"layout": raw.layout, "source": str(source), "files": prints, "key": key})
-            self.from_cache = False
         self.key = key
         self.seconds = time.perf_counter() - start

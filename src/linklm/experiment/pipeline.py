@@ -22,7 +22,7 @@ from typing import Any
 from linklm.artifacts import Damaged, seal, sealed, stage_key, unseal
 from linklm.config import LLM_KINDS, Config
 from linklm.errors import UserError
-from linklm.io import write_json
+from linklm.io import locked, write_json
 from linklm.runtime import Runtime, precision, resolve_device
 
 _MODEL_FILES = ("metrics.json", "model/model.safetensors", "test_predictions.parquet")
@@ -86,18 +86,19 @@ def train_gnn(cfg: Config, manager, force: bool = False):
         manager.data, manager.train_data, manager.val_data, manager.test_data,
         config=cfg.gnn, cache_dir=Path(cfg.data.cache_dir) / "gnn", force_recompute=force,
     )  # fmt: skip
-    cached = gen.trained
-    if not cached:
-        gen.train_model(progress=cfg.progress)
-    m = gen.metrics
+    if not gen.trained:
+        gen.train_model(progress=cfg.progress)  # (or loads it, if another process trained it meanwhile)
+    cached, m = gen.from_cache, gen.metrics
     rt = Runtime.current()
     rt.say(
         f"[gnn] d={cfg.gnn.kge_dim}: val AUC {m['val_auc']:.4f} (epoch {m['best_epoch']}), "
         f"test AUC {m['test_auc']:.4f}, {m['train_seconds']:.1f} s training" + (" (cached)" if cached else "")
     )
-    update_results(cfg, "gnn", {**m, "kge_dim": cfg.gnn.kge_dim, "folder": str(gen.folder)})
     if rt.main:
-        gnn_predictions(gen, manager, cfg.run_dir / "gnn_test_predictions.parquet")
+        predictions = cfg.run_dir / "gnn_test_predictions.parquet"
+        gnn_predictions(gen, manager, predictions)
+        update_results(cfg, "gnn", {**m, "kge_dim": cfg.gnn.kge_dim, "folder": str(gen.folder),
+                                    **_warm_cold(manager, predictions)})  # fmt: skip
     return gen
 
 
@@ -146,7 +147,7 @@ def classifier_key(kind: str, cfg: Config, manager, gen) -> str:
     return stage_key("classifier", cfg.llm, **upstream)
 
 
-def _cached_classifier(kind: str, root: Path, key: str) -> dict[str, Any] | None:
+def _cached_classifier(kind: str, root: Path, key: str, quiet: bool = False) -> dict[str, Any] | None:
     """The metrics of a finished classifier stage of this key, or None (with a warning if damaged)."""
     if not sealed(root):
         return None
@@ -155,7 +156,8 @@ def _cached_classifier(kind: str, root: Path, key: str) -> dict[str, Any] | None
             return None
         return json.loads((root / "metrics.json").read_text())
     except (Damaged, OSError, ValueError) as exc:
-        warnings.warn(f"{exc}; retraining {kind}", stacklevel=3)
+        if not quiet:
+            warnings.warn(f"{exc}; retraining {kind}", stacklevel=3)
         return None
 
 
@@ -165,9 +167,19 @@ def train_classifier(kind: str, cfg: Config, manager, gen, force: bool = False) 
     root = cfg.run_dir / "models" / kind
     key = classifier_key(kind, cfg, manager, gen)
     metrics = None if force else _cached_classifier(kind, root, key)
-    if metrics is not None:
-        rt.say(f"[{kind}] cached: test accuracy {metrics['test_accuracy']:.4f}, AUC {metrics['test_auc']:.4f}")
-        return metrics
+    if metrics is None and rt.world == 1:  # another process may be training it: wait, then look again
+        with locked(root):
+            metrics = None if force else _cached_classifier(kind, root, key, quiet=True)
+            if metrics is None:
+                return _train_classifier(kind, cfg, manager, gen, root, key)
+    elif metrics is None:  # under DDP the ranks train together; rank 0 alone writes
+        return _train_classifier(kind, cfg, manager, gen, root, key)
+    rt.say(f"[{kind}] cached: test accuracy {metrics['test_accuracy']:.4f}, AUC {metrics['test_auc']:.4f}")
+    return metrics
+
+
+def _train_classifier(kind: str, cfg: Config, manager, gen, root: Path, key: str) -> dict[str, Any]:
+    rt = Runtime.current()
     (root / "manifest.json").unlink(missing_ok=True)  # the folder is about to change: no longer sealed
     start = time.perf_counter()
     clf = make_classifier(kind, cfg, manager, gen, root)
@@ -186,6 +198,8 @@ def train_classifier(kind: str, cfg: Config, manager, gen, force: bool = False) 
         "kge_dim": cfg.gnn.kge_dim if kind != "vanilla" else None,
         "stage_key": key,
     }  # fmt: skip
+    if clf.builder.clipped:  # KGEs as text: components of val/test tables beyond the train range
+        metrics["kge_clipped_components"] = clf.builder.clipped
     write_json(root / "metrics.json", metrics)
     seal(root, list(_MODEL_FILES), {"stage_key": key, "kind": kind})
     rt.say(
@@ -197,15 +211,51 @@ def train_classifier(kind: str, cfg: Config, manager, gen, force: bool = False) 
 
 
 def run_models(cfg: Config, kinds: list[str], force: bool = False, gnn: bool = True) -> dict[str, Any]:
-    """Data, then the GNN (always when `gnn`, else only if a model needs KGEs), then each classifier."""
+    """Data and its floors, then the GNN (always when `gnn`, else only if a model needs KGEs), then
+    each classifier; every model's test AUC is also split into warm and cold pairs."""
+    from linklm.experiment import baselines
+
     rt = Runtime.current()
     if rt.main:
         write_json(cfg.run_dir / "config.json", cfg.to_dict())
     manager = rt.main_first(lambda: prepare_data(cfg))
+    update_results(cfg, "baselines", baselines.floors(manager))
     needs_gnn = gnn or any(k != "vanilla" for k in kinds)
     gen = rt.main_first(lambda: train_gnn(cfg, manager, force=force and rt.main)) if needs_gnn else None
     results = {}
     for kind in kinds:
         results[kind] = train_classifier(kind, cfg, manager, gen, force=force)
+        if rt.main:
+            predictions = cfg.run_dir / "models" / kind / "test_predictions.parquet"
+            results[kind] = {**results[kind], **_warm_cold(manager, predictions)}
         update_results(cfg, "models", {kind: results[kind]})
+    if rt.main:
+        _ensemble(cfg)
     return results
+
+
+def _warm_cold(manager, predictions: Path) -> dict[str, Any]:
+    import pandas as pd
+
+    from linklm.experiment import baselines
+
+    frame = pd.read_parquet(predictions)
+    return baselines.warm_cold(manager, frame["source_idx"].to_numpy(), frame["target_idx"].to_numpy(),
+                               frame["label"].to_numpy(), frame["score"].to_numpy())  # fmt: skip
+
+
+def _ensemble(cfg: Config) -> None:
+    """baselines.gnn_vanilla_average: the mean of the GNN's and vanilla's test scores, when both ran."""
+    import pandas as pd
+
+    from linklm.evaluate import evaluate_scores
+    from linklm.experiment import baselines
+
+    paths = [cfg.run_dir / "gnn_test_predictions.parquet", cfg.run_dir / "models/vanilla/test_predictions.parquet"]
+    if not all(p.is_file() for p in paths):
+        return
+    mean = baselines.average_of([pd.read_parquet(p) for p in paths])
+    path = cfg.run_dir / "results.json"
+    section = json.loads(path.read_text()).get("baselines", {})
+    section["gnn_vanilla_average"] = {"test_auc": evaluate_scores(mean["label"], mean["score"])["auc"]}
+    update_results(cfg, "baselines", section)

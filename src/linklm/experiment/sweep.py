@@ -4,9 +4,12 @@
     linklm sweep --preset small    # dims 2, 8, 32 on a subsample: the same question on a laptop
 
 Seeds change the GNN's and the language model's initialisation, data order and on-the-fly
-negatives; the split, and so the test pairs, stay fixed, which lets every model be compared with
-vanilla pair by pair. The test is a one-sided paired bootstrap over test pairs of the accuracy
-gain (each pair's correctness averaged over seeds), Holm-corrected across dimensions.
+negatives; the split, and so the test pairs, stay fixed. Each (model, dimension) arm and vanilla run
+with the same seeds, so the test is over per-seed differences: a one-sided paired t-test (scipy)
+that the arm's test AUC (and, separately, accuracy) exceeds vanilla's with the same seed. It covers
+the variance of training, not only of the test pairs. Holm corrects across every (model, dimension,
+metric) test. The answer follows a fixed-sequence rule over the sorted dimensions that fit: the
+smallest d such that d and every larger fitting dimension gain significantly in AUC.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 
 from linklm.config import Config
 from linklm.errors import UserError
@@ -27,34 +29,35 @@ from linklm.io import write_json
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {
         "dims": [2, 4, 8, 16, 32, 64, 128],
-        "seeds": [0, 1, 2],
+        "seeds": [0, 1, 2, 3, 4],
         "models": ["prompt", "embedding_frozen"],
         "overrides": {},
     },  # fmt: skip
-    # About 40 minutes on 2 CPU cores: 2,000 train positives per run and 3 dimensions.
+    # The laptop-sized question: fewer dimensions and train positives, never fewer than 5 seeds.
     "small": {
-        "dims": [2, 8, 32],
-        "seeds": [0, 1, 2],
+        "dims": [4, 32],
+        "seeds": [0, 1, 2, 3, 4],
         "models": ["prompt", "embedding_frozen"],
         "overrides": {"llm": {"max_train_pairs": 2000}, "gnn": {"epochs": 150}},
     },  # fmt: skip
 }
 ALPHA = 0.05
+METRICS = ("auc", "accuracy")  # both are tested; the answer reads AUC, which needs no threshold
+DEGENERATE_SHARE = 0.8  # a model answering one class for more of the balanced test pairs is flagged
 
 
-def paired_bootstrap(correct_model: np.ndarray, correct_base: np.ndarray, samples: int = 2000, seed: int = 0):
-    """One-sided p-value that the model's accuracy exceeds the baseline's on the same pairs.
+def seed_paired_test(model_values, base_values) -> tuple[float, float | None]:
+    """One-sided p-value that `model_values` exceed `base_values`, paired by seed (a paired t-test
+    on the per-seed differences). Returns (mean gain, p); p is None with fewer than two seeds."""
+    from scipy import stats
 
-    correct_*: (pairs,) correctness in [0, 1] (averaged over seeds). Returns (gain, p)."""
-    diff = np.asarray(correct_model, np.float64) - np.asarray(correct_base, np.float64)
+    diff = np.asarray(model_values, np.float64) - np.asarray(base_values, np.float64)
     gain = float(diff.mean())
-    rng = np.random.default_rng(seed)
-    n = len(diff)
-    boots = np.array([diff[rng.integers(0, n, n)].mean() for _ in range(samples)])
-    # The bootstrap distribution shifted to mean 0 stands for "no gain"; p is the share of it at
-    # least as large as the gain observed.
-    p = float((np.sum(boots - gain >= gain) + 1) / (samples + 1))
-    return gain, p
+    if len(diff) < 2:
+        return gain, None
+    if np.allclose(diff, diff[0]):  # no spread: t is infinite (or undefined at zero)
+        return gain, 0.0 if gain > 0 else 1.0
+    return gain, float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -79,11 +82,6 @@ def _sub_config(cfg: Config, name: str, kge_dim: int | None, seed: int) -> Confi
     return sub
 
 
-def _correct(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    frame = pd.read_parquet(path).sort_values(["source_idx", "target_idx"])
-    return frame["label"].to_numpy(), ((frame["score"].to_numpy() > 0.5) == frame["label"].to_numpy()).astype(float)
-
-
 class PromptBudget(NamedTuple):
     """How many tokens the prompts take, against the language model's context."""
 
@@ -101,21 +99,24 @@ def run_sweep(cfg: Config, dims: list[int], seeds: list[int], models: list[str],
     from linklm.experiment.pipeline import prepare_data
 
     start = time.perf_counter()
+    dims = sorted(set(dims))  # the fixed-sequence rule reads the dimensions in order
     out_dir = cfg.run_dir / "sweep"
     manager = prepare_data(cfg)
     budget = _prompt_budget(cfg, manager)
-    per_run, base_correct = _seed_runs(cfg, manager, "vanilla", None, seeds, force)
-    base = np.mean(base_correct, axis=0)
+    per_run = _seed_runs(cfg, manager, "vanilla", None, seeds, force)
     rows = [_vanilla_row(per_run, budget)]
     for model in models:
-        model_rows, model_runs = _model_rows(cfg, manager, model, dims, seeds, budget, base, force)
+        model_rows, model_runs = _model_rows(cfg, manager, model, dims, seeds, budget, per_run, force)
         rows += model_rows
         per_run += model_runs
+    _correct_for_multiplicity(rows)
     _plot_accuracy(rows, models, dims, out_dir / "accuracy_vs_dim.png")
+    degenerate = [r for r in per_run if r["degenerate"]]
     result = {"dims": dims, "seeds": seeds, "models": models, "rows": rows, "runs": per_run,
-              "answer": _answer(rows, models, dims, budget), "largest_fitting_prompt_dim": budget.largest_fitting_dim,
-              "max_positions": budget.max_positions, "alpha": ALPHA,
-              "test": "one-sided paired bootstrap of accuracy gain over test pairs, Holm-corrected across dims",
+              "answer": _answer(rows, models, budget), "largest_fitting_prompt_dim": budget.largest_fitting_dim,
+              "max_positions": budget.max_positions, "alpha": ALPHA, "degenerate_runs": len(degenerate),
+              "test": "one-sided paired t-test over per-seed differences from vanilla (same seed), for test AUC "
+                      "and accuracy; Holm across every (model, dimension, metric)",
               "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
     write_json(out_dir / "sweep.json", result)
     return result
@@ -132,44 +133,56 @@ def _prompt_budget(cfg: Config, manager) -> PromptBudget:
     return PromptBudget(max_positions, builder.max_length(), largest)
 
 
-def _seed_runs(cfg: Config, manager, model: str, kge_dim: int | None, seeds: list[int], force: bool):
-    """Train (or reuse) `model` at `kge_dim` (None: vanilla, no GNN) once per seed.
-
-    Returns one row per run and each run's correctness per test pair, (seeds, pairs)."""
+def _seed_runs(cfg: Config, manager, model: str, kge_dim: int | None, seeds: list[int], force: bool) -> list[dict]:
+    """Train (or reuse) `model` at `kge_dim` (None: vanilla, no GNN) once per seed; one row per run."""
     from linklm.experiment.pipeline import train_classifier, train_gnn
 
-    runs, correct = [], []
+    runs = []
     for seed in seeds:
         sub = _sub_config(cfg, f"vanilla-s{seed}" if kge_dim is None else f"d{kge_dim}-s{seed}", kge_dim, seed)
         gen = None if kge_dim is None else train_gnn(sub, manager, force=force)
         m = train_classifier(model, sub, manager, gen, force=force)
-        runs.append({**_scalar(m), "model": model, "kge_dim": kge_dim, "seed": seed})
-        correct.append(_correct(sub.run_dir / "models" / model / "test_predictions.parquet")[1])
-    return runs, correct
+        (tn, fp), (fn, tp) = m["test_confusion_matrix"]
+        share = (fp + tp) / max(1, tn + fp + fn + tp)
+        runs.append({**_scalar(m), "model": model, "kge_dim": kge_dim, "seed": seed,
+                     "predicted_positive_share": share,
+                     "degenerate": bool(max(share, 1 - share) > DEGENERATE_SHARE)})  # fmt: skip
+    return runs
 
 
 def _model_rows(cfg: Config, manager, model: str, dims: list[int], seeds: list[int], budget: PromptBudget,
-                base: np.ndarray, force: bool) -> tuple[list[dict], list[dict]]:  # fmt: skip
-    """One row per dimension for `model`, tested against vanilla's correctness `base` and
-    Holm-corrected across the dimensions that fit; and the rows of its runs."""
+                vanilla: list[dict], force: bool) -> tuple[list[dict], list[dict]]:  # fmt: skip
+    """One row per dimension for `model` with its per-seed gains over vanilla (same seeds) and raw
+    p-values; and the rows of its runs."""
+    base = {r["seed"]: r for r in vanilla}
     rows, runs = [], []
     for d in dims:
         tokens = budget.max_tokens(model, d)
         row: dict[str, Any] = {"model": model, "kge_dim": d, "max_tokens": int(tokens),
                                "fits": bool(tokens <= budget.max_positions)}  # fmt: skip
         if row["fits"]:
-            seed_runs, correct = _seed_runs(cfg, manager, model, d, seeds, force)
+            seed_runs = _seed_runs(cfg, manager, model, d, seeds, force)
             runs += seed_runs
-            gain, p = paired_bootstrap(np.mean(correct, axis=0), base, seed=d)
-            row.update(_mean_std(seed_runs), gain=gain, p_raw=p)
+            row.update(_mean_std(seed_runs))
+            for metric in METRICS:
+                key = f"test_{metric}"
+                gain, p = seed_paired_test([r[key] for r in seed_runs], [base[r["seed"]][key] for r in seed_runs])
+                row[f"{metric}_gain"], row[f"{metric}_p_raw"] = gain, p
         else:
             nan = float("nan")
-            row.update(accuracy_mean=nan, accuracy_std=nan, auc_mean=nan, auc_std=nan, p_value=None)
+            row.update(accuracy_mean=nan, accuracy_std=nan, auc_mean=nan, auc_std=nan)
         rows.append(row)
-    tested = [r for r in rows if r["fits"]]
-    for r, p_adj in zip(tested, holm([r["p_raw"] for r in tested]) if tested else [], strict=True):
-        r["p_value"] = p_adj
     return rows, runs
+
+
+def _correct_for_multiplicity(rows: list[dict]) -> None:
+    """Holm across every (model, dimension, metric) test: sets `<metric>_p` on each tested row."""
+    tests = [(r, m) for r in rows for m in METRICS if r.get(f"{m}_p_raw") is not None]
+    adjusted = holm([r[f"{m}_p_raw"] for r, m in tests]) if tests else []
+    for (r, m), p in zip(tests, adjusted, strict=True):
+        r[f"{m}_p"] = p
+    for r in rows:
+        r["p_value"] = r.get("auc_p")  # the column the report and table show
 
 
 def _vanilla_row(runs: list[dict], budget: PromptBudget) -> dict[str, Any]:
@@ -183,16 +196,30 @@ def _mean_std(runs: list[dict]) -> dict[str, float]:
             "auc_std": _std(auc)}  # fmt: skip
 
 
-def _answer(rows: list[dict], models: list[str], dims: list[int], budget: PromptBudget) -> str:
-    """Per model, the smallest dimension with a significant gain over vanilla, and which dimensions fit."""
+def pays_off_from(rows: list[dict], metric: str = "auc") -> int | None:
+    """The fixed-sequence answer: the smallest dimension d (of the rows that fit, sorted) such that d
+    and every larger fitting dimension gain significantly; None if the largest one does not."""
+    fitting = sorted((r for r in rows if r["fits"]), key=lambda r: r["kge_dim"])
+    answer = None
+    for r in reversed(fitting):
+        p, gain = r.get(f"{metric}_p"), r.get(f"{metric}_gain", 0.0)
+        if p is None or p >= ALPHA or gain <= 0:
+            break
+        answer = r["kge_dim"]
+    return answer
+
+
+def _answer(rows: list[dict], models: list[str], budget: PromptBudget) -> str:
+    """Per model: from which dimension KGEs pay off (AUC; accuracy beside it), and what fits."""
     answers = []
     for model in models:
-        sig = [r for r in rows if r["model"] == model and r.get("p_value") is not None and r["p_value"] < ALPHA
-               and r.get("gain", 0) > 0]  # fmt: skip
-        first = f"{sig[0]['kge_dim']} (p = {sig[0]['p_value']:.3g})" if sig else f"none up to {max(dims)}"
+        mine = [r for r in rows if r["model"] == model]
+        auc, acc = pays_off_from(mine, "auc"), pays_off_from(mine, "accuracy")
+        first = f"from d = {auc} on" if auc is not None else "at no tested dimension"
+        first += f" (accuracy: {'from d = ' + str(acc) if acc is not None else 'none'})"
         fit = (f"largest dimension that fits the prompt: {budget.largest_fitting_dim}" if model == "prompt"
                else "every dimension fits")  # fmt: skip
-        answers.append(f"{model}: smallest KGE dimension with a significant gain: {first}; {fit}")
+        answers.append(f"{model}: KGEs beat vanilla significantly in test AUC {first}; {fit}")
     return " | ".join(answers)
 
 
@@ -219,13 +246,16 @@ def _scalar(metrics: dict) -> dict:
 
 
 def format_table(result: dict) -> str:
-    lines = [f"{'model':<18}{'dim':>5}{'tokens':>8}{'fits':>6}{'accuracy':>20}{'AUC':>20}{'p (Holm)':>10}"]
+    lines = [f"{'model':<18}{'dim':>5}{'tokens':>8}{'fits':>6}{'accuracy':>20}{'AUC':>20}{'p AUC':>10}{'p acc':>10}"]
     for r in result["rows"]:
         acc = f"{r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f}" if r["fits"] else "-"
         auc = f"{r['auc_mean']:.4f} ± {r['auc_std']:.4f}" if r["fits"] else "-"
-        p = "" if r.get("p_value") is None else f"{r['p_value']:.3g}"
+        p_auc, p_acc = ("" if r.get(k) is None else f"{r[k]:.3g}" for k in ("auc_p", "accuracy_p"))
         lines.append(f"{r['model']:<18}{r['kge_dim']:>5}{r['max_tokens']:>8}{'yes' if r['fits'] else 'no':>6}"
-                     f"{acc:>20}{auc:>20}{p:>10}")  # fmt: skip
+                     f"{acc:>20}{auc:>20}{p_auc:>10}{p_acc:>10}")  # fmt: skip
+    if result.get("degenerate_runs"):
+        lines.append(f"warning: {result['degenerate_runs']} run(s) answered one class for more than "
+                     f"{DEGENERATE_SHARE:.0%} of the test pairs (see runs[].degenerate in sweep.json)")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -87,8 +87,7 @@ def plot_attention(maps: dict[str, np.ndarray], path: Path) -> Path:
     layers = max(m.shape[0] for m in maps.values())
     fig = Figure(figsize=(3.3 * len(names) + 1, 3.1 * layers + 0.6), layout="constrained")
     axes = fig.subplots(layers, len(names), squeeze=False)
-    cmap = matplotlib.colormaps["viridis"].copy()
-    cmap.set_bad("#dddddd")  # segments a model's prompt does not have
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#dddddd")  # segments a prompt does not have
     labels = [s.replace("_", " ") for s in SEGMENTS]
     image = None
     for col, name in enumerate(names):

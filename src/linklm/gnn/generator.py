@@ -36,7 +36,7 @@ from linklm.config import SPLITS, GNNConfig, gnn_config
 from linklm.errors import UserError
 from linklm.gnn import train as recipe
 from linklm.gnn.model import LinkGNN
-from linklm.io import atomic_dir, write_json
+from linklm.io import atomic_dir, locked, write_json
 from linklm.runtime import resolve_device
 
 _FILES = ("model.safetensors", "kge.safetensors", "metrics.json", "log.jsonl")
@@ -101,6 +101,8 @@ class GraphRepresentationGenerator:
         self.model = self._new_model()
         self.tables: dict[str, dict[str, torch.Tensor]] = {}
         self.metrics: dict[str, Any] = {}
+        self.force_recompute = force_recompute
+        self.from_cache = False  # whether the model was loaded rather than trained by this object
         if not force_recompute and sealed(self.folder):
             self._load()
 
@@ -136,7 +138,7 @@ class GraphRepresentationGenerator:
             )  # fmt: skip
         return model.to(self.device)
 
-    def _load(self) -> None:
+    def _load(self, quiet: bool = False) -> None:
         try:
             unseal(self.folder)
             state = load_file(self.folder / "model.safetensors")
@@ -144,9 +146,11 @@ class GraphRepresentationGenerator:
             tables = load_file(self.folder / "kge.safetensors")
             self.metrics = json.loads((self.folder / "metrics.json").read_text())
         except (OSError, SafetensorError, RuntimeError, ValueError, Damaged) as exc:
-            warnings.warn(f"{self.folder}: unreadable GNN cache ({exc}); it will be retrained", stacklevel=3)
+            if not quiet:
+                warnings.warn(f"{self.folder}: unreadable GNN cache ({exc}); it will be retrained", stacklevel=3)
             self.model = self._new_model()
             return
+        self.from_cache = True
         self.tables = {split: {} for split in SPLITS}
         for name, table in tables.items():
             split, node_type = name.split(".", 1)
@@ -175,6 +179,15 @@ class GraphRepresentationGenerator:
         if epochs is not None:
             self.config = dataclasses.replace(self.config, epochs=epochs)
             self.config.validate()
+            self.key = stage_key("gnn", self.config, data=self._data_hash())
+        with locked(self.folder):  # one trainer per model; who waited loads what it trained
+            if not self.force_recompute and sealed(self.folder):
+                self._load(quiet=True)  # (a damaged cache was reported when this object was made)
+                if self.trained:
+                    return self.metrics
+            return self._train(progress, log)
+
+    def _train(self, progress: bool, log: Callable[[str], None] | None) -> dict[str, Any]:
         fit = recipe.fit(self.model, self.graph, self.config, self.device, checkpoint=self.checkpoint_path,
                          key=self.key, progress=progress, say=log or tqdm.write)  # fmt: skip
         self.model.load_state_dict(fit.best_state)

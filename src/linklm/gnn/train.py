@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from tqdm.auto import tqdm
 
 from linklm.config import GNNConfig
 from linklm.data.tables import sample_negatives
+from linklm.errors import UserError
 from linklm.gnn.model import LinkGNN, adjacency
 from linklm.io import atomic_path
 
@@ -82,11 +84,17 @@ def embed(model: LinkGNN, graph: LinkGraph, adj, device) -> dict[str, torch.Tens
     return model(graph.movie_x.to(device), adj)
 
 
+class Diverged(ArithmeticError):
+    """The model's scores are no longer finite numbers."""
+
+
 @torch.no_grad()
 def auc(model: LinkGNN, graph: LinkGraph, split: str, z: dict[str, torch.Tensor], device) -> float:
     src, dst, labels = graph.pairs[split]
     user, movie = graph.relations[0][0], graph.relations[0][2]
     scores = LinkGNN.decode_pairs(z[user], z[movie], src.to(device), dst.to(device))
+    if not bool(torch.isfinite(scores).all()):
+        raise Diverged(f"non-finite {split} scores")
     return float(roc_auc_score(labels.numpy(), scores.float().cpu().numpy()))
 
 
@@ -136,7 +144,12 @@ def fit(
             del neg_src, neg_dst
             loss = train_step(model, graph, adj["train"], optimizer, src, dst, labels, device)
             del src, dst  # 0.25 GB at ml-32m that the val pass does not need
-            val_auc = auc(model, graph, "val", eval_embed(model, graph, adj["val"], device), device)
+            try:  # before this epoch's checkpoint: a resume never starts from a diverged model
+                if not math.isfinite(loss):
+                    raise Diverged(f"loss {loss}")
+                val_auc = auc(model, graph, "val", eval_embed(model, graph, adj["val"], device), device)
+            except Diverged as exc:
+                raise UserError(f"the GNN diverged at epoch {epoch} ({exc}); lower gnn.lr (now {cfg.lr})") from None
             if val_auc > result.best_val_auc:
                 result.best_val_auc, result.best_epoch = val_auc, epoch
                 result.best_state = copy.deepcopy(model.state_dict())

@@ -213,7 +213,7 @@ class LinkClassifier:
             eval_batch_size=cfg.eval_batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
             warmup_ratio=cfg.warmup_ratio, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
             cpu=device.type == "cpu", precision=precision(device), progress=self.progress,
-            key=stable_hash(identity),
+            key=stable_hash(identity), name=self.name,
         )  # fmt: skip
         collate = training.SplitCollator({s: self.collator(s, seed=cfg.seed) for s in ("train", "val")},
                                          1 + cfg.neg_ratio, audit=cfg.audit_shards)  # fmt: skip
@@ -224,7 +224,8 @@ class LinkClassifier:
         )  # fmt: skip
         self.metrics["batch_size"] = batch_size
         if Runtime.current().main:
-            self.save_pretrained(self.root / "model")
+            with training.hf_progress_bars(self.progress):
+                self.save_pretrained(self.root / "model")
         return self.metrics
 
     @torch.no_grad()

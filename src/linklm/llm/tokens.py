@@ -9,7 +9,8 @@ result equals what the HF tokenizer gives for the full prompt string (tested):
     embedding  ... genres [MASK] [MASK] [SEP]                 (the two [MASK] slots get the KGEs)
 
 KGEs written as text cost exactly one token per dimension: each component is binned into
-`KGE_BINS` levels (per dimension, from the train table's range) and written as the integer 0..99,
+`KGE_BINS` levels by the train table's per-dimension quantiles (so one outlier cannot squeeze every
+other value into a few bins) and written as the integer 0..99,
 which BERT's uncased WordPiece vocabulary holds as single tokens. The seed's origin wrote 16
 decimals per number, about 20 tokens each.
 
@@ -123,11 +124,27 @@ class NodeTokens:
         return Pieces.fixed(np.full((n, 1), self.mask_id, dtype=np.int64), segment)
 
 
-def kge_bins(table: torch.Tensor | np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Bin each KGE component into 0..KGE_BINS-1 using per-dimension [low, high] (from train)."""
+def quantile_edges(table: torch.Tensor | np.ndarray) -> np.ndarray:
+    """The KGE_BINS - 1 inner bin edges of each dimension: (KGE_BINS - 1, d) train-table quantiles."""
     x = np.asarray(table, dtype=np.float64)
-    scaled = (x - low) / np.maximum(high - low, 1e-12) * KGE_BINS
-    return np.clip(np.floor(scaled), 0, KGE_BINS - 1).astype(np.int64)
+    return np.quantile(x, np.arange(1, KGE_BINS) / KGE_BINS, axis=0)
+
+
+def kge_bins(table: torch.Tensor | np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin each KGE component into 0..KGE_BINS-1 by per-dimension edges from `quantile_edges`:
+    each bin holds about 1 % of the train values."""
+    x = np.asarray(table, dtype=np.float64)
+    out = np.empty(x.shape, dtype=np.int64)
+    for dim in range(x.shape[1]):
+        out[:, dim] = np.searchsorted(edges[:, dim], x[:, dim], side="right")
+    return out
+
+
+def out_of_range(table: torch.Tensor | np.ndarray, train: torch.Tensor | np.ndarray) -> int:
+    """How many components of `table` lie outside the train table's per-dimension [min, max]: they
+    fall into the outermost bins (clipped)."""
+    x, t = np.asarray(table, dtype=np.float64), np.asarray(train, dtype=np.float64)
+    return int(((x < t.min(axis=0)) | (x > t.max(axis=0))).sum())
 
 
 def kge_text(bins_row: np.ndarray) -> str:
@@ -187,15 +204,18 @@ class PromptBuilder:
             raise ValueError(f"unknown kind {kind!r}")
         self.nodes, self.kind = nodes, kind
         self.kge_bins: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.clipped: dict[str, int] = {}  # per split: KGE components outside the train range
         self.kge_pieces: dict[str, tuple[Pieces, Pieces]] = {}
         if kind == "prompt":
             if not kge_tables:
                 raise ValueError("the prompt kind needs KGE tables")
             # Bin edges come from the train tables only, so val/test never shape the encoding.
-            ranges = [self._range(t) for t in kge_tables["train"]]
+            edges = [quantile_edges(t) for t in kge_tables["train"]]
             for split, tables in kge_tables.items():
-                bins = tuple(kge_bins(t, lo, hi) for t, (lo, hi) in zip(tables, ranges, strict=True))
+                bins = tuple(kge_bins(t, e) for t, e in zip(tables, edges, strict=True))
                 self.kge_bins[split] = bins
+                pairs = zip(tables, kge_tables["train"], strict=True)
+                self.clipped[split] = sum(out_of_range(t, train) for t, train in pairs)
                 self.kge_pieces[split] = (
                     nodes.kge_pieces(bins[0], USER_KGE),
                     nodes.kge_pieces(bins[1], MOVIE_KGE),
@@ -205,11 +225,6 @@ class PromptBuilder:
                 nodes.slot(nodes.users.ids.shape[0], USER_KGE),
                 nodes.slot(nodes.movies.ids.shape[0], MOVIE_KGE),
             )
-
-    @staticmethod
-    def _range(table) -> tuple[np.ndarray, np.ndarray]:
-        x = np.asarray(table, dtype=np.float64)
-        return x.min(axis=0), x.max(axis=0)
 
     def _kge_parts(self, split: str):
         if self.kind == "prompt":

@@ -14,9 +14,11 @@ finished run keeps is safetensors, Parquet or JSON.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.utils import logging as hf_logging
 
 from linklm.errors import UserError
 from linklm.evaluate import evaluate_scores
@@ -55,6 +58,7 @@ class TrainSpec:
     precision: str
     progress: bool
     key: str
+    name: str = "classifier"  # for messages: the model kind
 
 
 def positive_probability(logits) -> np.ndarray:
@@ -86,8 +90,10 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
         eval_dataset=Tagged(val, "val"), compute_metrics=_val_metrics, optimizers=(optimizer, None),
         step_log_path=log_path, callbacks=[keep_best, *([audit] if audit else []), *(callbacks or [])],
     )  # fmt: skip
+    trainer.add_callback(_Divergence(trainer, spec))
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    with hf_progress_bars(spec.progress):
+        trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - start
     trainer.flush_step_log()
     best = keep_best.load_into(trainer.model)
@@ -106,6 +112,18 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
         for leftover in (checkpoints, best_dir):
             shutil.rmtree(leftover, ignore_errors=True)
     return trainer.model, metrics
+
+
+@contextlib.contextmanager
+def hf_progress_bars(enabled: bool) -> Iterator[None]:
+    """transformers' own progress bars (e.g. "Writing model shards" at each save) on or off for the
+    duration, then as they were."""
+    before = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+    try:
+        yield
+    finally:
+        (hf_logging.enable_progress_bar if before else hf_logging.disable_progress_bar)()
 
 
 def _arguments(spec: TrainSpec, checkpoints: Path, steps_per_epoch: int) -> TrainingArguments:
@@ -184,11 +202,15 @@ class LinkTrainer(Trainer):
         self.pop_callback(PrinterCallback)  # without progress bars: nothing printed per logging step
         self.step_log_path = step_log_path
         self._pending: list[tuple[int, float, torch.Tensor, torch.Tensor]] = []
+        self.finite: torch.Tensor | None = None  # whether every training loss so far was finite
         self.add_callback(_StepLog(self))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
         loss = outputs.loss
+        if model.training:  # a tensor flag: reading it only at log and save steps keeps the GPU busy
+            ok = torch.isfinite(loss.detach())
+            self.finite = ok if self.finite is None else self.finite & ok
         if model.training and self.step_log_path is not None and self.is_world_process_zero():
             correct = (outputs.logits.argmax(-1) == inputs["labels"]).float().mean()
             # Kept as tensors: reading them here would stall the GPU at every step.
@@ -203,6 +225,20 @@ class LinkTrainer(Trainer):
                 row = {"step": step, "epoch": round(epoch, 4), "loss": loss.item(), "accuracy": acc.item()}
                 fh.write(json.dumps(row) + "\n")
         self._pending.clear()
+
+
+class _Divergence(TrainerCallback):
+    """Stops training with one line naming the model and the learning rate to lower when a loss was
+    not finite; checked at every logging step and before every checkpoint, so none holds a NaN."""
+
+    def __init__(self, trainer: LinkTrainer, spec: TrainSpec):
+        self.trainer, self.spec = trainer, spec
+
+    def on_step_end(self, args, state, control, **kwargs):
+        checked = (control.should_save or control.should_log) and self.trainer.finite is not None
+        if checked and not bool(self.trainer.finite):
+            raise UserError(f"the {self.spec.name} classifier diverged by step {state.global_step} (a loss was "
+                            f"not finite); lower llm.lr (now {self.spec.lr})")  # fmt: skip
 
 
 class _StepLog(TrainerCallback):

@@ -146,20 +146,28 @@ def _summary(results: dict, models: dict) -> tuple[str, str]:
         else ""
     )
     rows = []
+    for name, floor in results.get("baselines", {}).items():  # no training: the floors, and the ensemble
+        rows.append([f"{name} (baseline)", "", _fmt(floor["test_auc"]), "", _warm_cold_cell(floor), "", "", ""])
     gnn = results.get("gnn")
     if gnn:
-        rows.append(["gnn (dot product)", "", _fmt(gnn["test_auc"]), "", _fmt(gnn["val_auc"]),
+        rows.append(["gnn (dot product)", "", _fmt(gnn["test_auc"]), "", _warm_cold_cell(gnn), _fmt(gnn["val_auc"]),
                      _fmt(gnn["train_seconds"], 1), ""])  # fmt: skip
     for kind, m in models.items():
-        rows.append([kind, _fmt(m["test_accuracy"]), _fmt(m["test_auc"]), _fmt(m["test_f1"]), _fmt(m["val_auc"]),
-                     _fmt(m["train_seconds"], 1), _fmt(m["examples_per_second"], 0)])  # fmt: skip
+        rows.append([kind, _fmt(m["test_accuracy"]), _fmt(m["test_auc"]), _fmt(m["test_f1"]), _warm_cold_cell(m),
+                     _fmt(m["val_auc"]), _fmt(m["train_seconds"], 1), _fmt(m["examples_per_second"], 0)])  # fmt: skip
     md_table, html_table = _table(
-        ["model", "test accuracy", "test AUC", "test F1", "val AUC", "train s", "examples/s"], rows
+        ["model", "test accuracy", "test AUC", "test F1", "AUC warm / cold", "val AUC", "train s", "examples/s"], rows
     )
     return (
         f"## Results\n\n{intro}\n\n{md_table}",
         f"<h2>Results</h2><p>{html.escape(intro).replace('**', '')}</p>{html_table}",
     )
+
+
+def _warm_cold_cell(entry: dict) -> str:
+    if "test_auc_warm" not in entry:
+        return ""
+    return f"{_fmt(entry['test_auc_warm'])} / {_fmt(entry['test_auc_cold'])}"
 
 
 def _sweep_section(sweep: dict) -> tuple[str, str]:
@@ -170,14 +178,15 @@ def _sweep_section(sweep: dict) -> tuple[str, str]:
         "fits",
         "accuracy mean ± std",
         "AUC mean ± std",
-        "p vs vanilla",
+        "p AUC vs vanilla (Holm)",
+        "p accuracy (Holm)",
     ]
     rows = []
     for row in sweep["rows"]:
         rows.append([
             row["model"], row["kge_dim"], row.get("max_tokens", ""), "yes" if row.get("fits", True) else "no",
             f"{row['accuracy_mean']:.4f} ± {row['accuracy_std']:.4f}", f"{row['auc_mean']:.4f} ± {row['auc_std']:.4f}",
-            "" if row.get("p_value") is None else f"{row['p_value']:.3g}",
+            *("" if row.get(k) is None else f"{row[k]:.3g}" for k in ("auc_p", "accuracy_p")),
         ])  # fmt: skip
     md_table, html_table = _table(header, rows)
     answer = sweep.get("answer", "")
@@ -190,8 +199,3 @@ def _sweep_section(sweep: dict) -> tuple[str, str]:
 def _explain_section(explain: dict) -> tuple[str, str]:
     text = explain.get("summary", "")
     return f"## Explainability\n\n{text}", f"<h2>Explainability</h2><p>{html.escape(text)}</p>"
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    a = np.asarray(values, dtype=np.float64)
-    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
