@@ -146,7 +146,8 @@ def _summary(results: dict, models: dict) -> tuple[str, str]:
         else ""
     )
     rows = []
-    for name, floor in results.get("baselines", {}).items():  # no training: the floors, and the ensemble
+    baselines = sorted(results.get("baselines", {}).items(), key=lambda item: item[1]["test_auc"])
+    for name, floor in baselines:  # no training: the floors, and the ensemble; weakest first
         rows.append([f"{name} (baseline)", "", _fmt(floor["test_auc"]), "", _warm_cold_cell(floor), "", "", ""])
     gnn = results.get("gnn")
     if gnn:
