@@ -35,6 +35,10 @@ def test_run_writes_results_schema_and_report(run_dir, capsys):
                     "examples_per_second"):  # fmt: skip
             assert key in m, (kind, key)
     assert results["dataset"]["users"] == 50 and "torch" in results["environment"]
+    assert set(results["baselines"]) == {"preferential_attachment", "popularity", "gnn_vanilla_average"}
+    for entry in (results["gnn"], *results["models"].values(), results["baselines"]["popularity"]):
+        assert entry["test_pairs_warm"] + entry["test_pairs_cold"] == 2 * results["dataset"]["test"]["supervision_pos"]
+        assert {"test_auc_warm", "test_auc_cold"} <= set(entry)
     assert json.loads((run / "config.json").read_text())["gnn"]["kge_dim"] == 4
     page = (run / "report.html").read_text()
     assert page.count("<img") >= 4 and "embedding_e2e" in page
@@ -101,3 +105,15 @@ def test_sweep_prints_the_answer_and_marks_prompts_that_do_not_fit(tmp_path, cap
     )
     assert all(0.0 <= r["predicted_positive_share"] <= 1.0 for r in sweep["runs"])
     assert (tmp_path / "runs" / "default" / "sweep" / "accuracy_vs_dim.png").is_file()
+
+
+def test_average_of_refuses_other_pairs_and_averages_scores():
+    import pandas as pd
+
+    from linklm.experiment.baselines import average_of
+
+    a = pd.DataFrame({"source_idx": [0, 1], "target_idx": [2, 3], "label": [1, 0], "score": [0.9, 0.2]})
+    b = a.assign(score=[0.5, 0.4])
+    assert average_of([a, b])["score"].tolist() == pytest.approx([0.7, 0.3])
+    with pytest.raises(ValueError):
+        average_of([a, b.assign(target_idx=[3, 2])])

@@ -17,6 +17,7 @@ Any dataset with a source table, a target table and an edge table plugs in throu
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,13 @@ class BipartiteGraphManager:
                 "supervision_neg": int((self.neg_df["split"] == split).sum()),
             }
         return counts
+
+    @functools.cached_property
+    def train_degrees(self) -> tuple[np.ndarray, np.ndarray]:
+        """(num_sources,) and (num_targets,) counts of train edges (message passing and supervision)."""
+        train = _codes(self.edge_df["split"]) == 0
+        src, dst = self._edges(train)
+        return np.bincount(src, minlength=self.num_sources), np.bincount(dst, minlength=self.num_targets)
 
     # --- edges by role ------------------------------------------------------------------------
 

@@ -21,14 +21,6 @@ from linklm.evaluate import evaluate_scores
 WARM_DEGREE = 3
 
 
-def train_degrees(manager) -> tuple[np.ndarray, np.ndarray]:
-    """(users,) and (movies,) counts of train edges."""
-    train = manager.edge_df["split"].to_numpy() == "train"
-    src = manager.edge_df["source_idx"].to_numpy()[train]
-    dst = manager.edge_df["target_idx"].to_numpy()[train]
-    return np.bincount(src, minlength=manager.num_sources), np.bincount(dst, minlength=manager.num_targets)
-
-
 def test_pairs(manager) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """source_idx, target_idx, labels of the test pairs, in llm_df order (as every model's predictions)."""
     test = (manager.llm_df["split"] == "test").to_numpy()
@@ -39,7 +31,7 @@ def test_pairs(manager) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def floors(manager) -> dict[str, dict[str, Any]]:
     """Test AUC of scores that need no training: log(1 + deg u) + log(1 + deg m), and deg m."""
-    users, movies = train_degrees(manager)
+    users, movies = manager.train_degrees
     src, dst, labels = test_pairs(manager)
     scores = {
         "preferential_attachment": np.log1p(users[src]) + np.log1p(movies[dst]),
@@ -51,10 +43,10 @@ def floors(manager) -> dict[str, dict[str, Any]]:
     return out
 
 
-def warm_cold(manager, source_idx, target_idx, labels, scores, degrees=None) -> dict[str, float | int]:
+def warm_cold(manager, source_idx, target_idx, labels, scores) -> dict[str, float | int]:
     """AUC on warm pairs (user and movie with >= WARM_DEGREE train edges) and on the rest; NaN where
     a group holds one class only."""
-    users, movies = degrees if degrees is not None else train_degrees(manager)
+    users, movies = manager.train_degrees
     warm = (users[source_idx] >= WARM_DEGREE) & (movies[target_idx] >= WARM_DEGREE)
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
     out: dict[str, float | int] = {"test_pairs_warm": int(warm.sum()), "test_pairs_cold": int((~warm).sum())}

@@ -55,7 +55,7 @@ def update_results(cfg: Config, section: str, values: Any) -> None:
         return
     path = cfg.run_dir / "results.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
-    if section == "models" and isinstance(results.get(section), dict):
+    if section in ("models", "baselines") and isinstance(results.get(section), dict):  # one entry per model
         results[section].update(values)
     else:
         results[section] = values
@@ -255,7 +255,5 @@ def _ensemble(cfg: Config) -> None:
     if not all(p.is_file() for p in paths):
         return
     mean = baselines.average_of([pd.read_parquet(p) for p in paths])
-    path = cfg.run_dir / "results.json"
-    section = json.loads(path.read_text()).get("baselines", {})
-    section["gnn_vanilla_average"] = {"test_auc": evaluate_scores(mean["label"], mean["score"])["auc"]}
-    update_results(cfg, "baselines", section)
+    update_results(cfg, "baselines", {"gnn_vanilla_average": {"test_auc": evaluate_scores(mean["label"],
+                                                                                        mean["score"])["auc"]}})
