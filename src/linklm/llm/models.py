@@ -213,7 +213,10 @@ class EndToEndKGEClassifier(nn.Module):
     def node_kges(self, split_code: int) -> dict[str, Tensor]:
         """The GNN's KGEs of every node on one split's graph: {user_type: (num_users, kge_dim), ...}."""
         movie_x, adj = self.graphs[split_code]
-        return self.gnn(movie_x, adj)
+        # In fp32 even under bf16 autocast: cuSPARSE has no bf16 sparse-dense product (the GNN's
+        # message passing), and the GNN is a sliver of the step's cost.
+        with torch.autocast(movie_x.device.type, enabled=False):
+            return self.gnn(movie_x.float(), adj)
 
     def forward(self, input_ids, attention_mask, token_type_ids, source_idx, target_idx, split_code, labels=None,
                 **kwargs):  # fmt: skip
