@@ -23,12 +23,14 @@ _LAZY = {
     "VanillaClassifier": "linklm.llm.classifier",
     "PromptClassifier": "linklm.llm.classifier",
     "EmbeddingClassifier": "linklm.llm.classifier",
+    "FusedClassifier": "linklm.llm.classifier",
     "evaluate_scores": "linklm.evaluate",
     "load_config": "linklm.config",
 }
 __all__ = [
     "BipartiteGraphManager",
     "EmbeddingClassifier",
+    "FusedClassifier",
     "GraphRepresentationGenerator",
     "LinkClassifier",
     "MovieLensManager",
@@ -45,7 +47,13 @@ if TYPE_CHECKING:
     from linklm.data.movielens import MovieLensManager
     from linklm.evaluate import evaluate_scores
     from linklm.gnn.generator import GraphRepresentationGenerator
-    from linklm.llm.classifier import EmbeddingClassifier, LinkClassifier, PromptClassifier, VanillaClassifier
+    from linklm.llm.classifier import (
+        EmbeddingClassifier,
+        FusedClassifier,
+        LinkClassifier,
+        PromptClassifier,
+        VanillaClassifier,
+    )
 
 
 def __getattr__(name: str):

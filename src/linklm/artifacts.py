@@ -31,10 +31,32 @@ FORMAT = 2
 # eval_batch_size, audit_shards, which models a run trains, progress output) is left out on purpose.
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "data": ("val_ratio", "test_ratio", "disjoint_train_ratio", "neg_ratio", "seed"),
-    "gnn": ("kge_dim", "hidden_channels", "epochs", "lr", "weight_decay", "dropout", "neg_ratio", "seed"),
+    "gnn": (
+        "model",
+        "kge_dim",
+        "num_layers",
+        "hidden_channels",
+        "supervision_share",
+        "epochs",
+        "lr",
+        "weight_decay",
+        "dropout",
+        "neg_ratio",
+        "seed",
+    ),
     "classifier": (
-        "model", "num_layers", "epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "neg_ratio",
-        "max_train_pairs", "seed",
+        "model",
+        "num_layers",
+        "epochs",
+        "batch_size",
+        "lr",
+        "weight_decay",
+        "warmup_ratio",
+        "neg_ratio",
+        "max_train_pairs",
+        "evals_per_epoch",
+        "val_pairs",
+        "seed",
     ),  # fmt: skip
 }
 

@@ -175,3 +175,39 @@ def test_altered_kge_tables_are_retrained_not_used(tmp_path):
     with pytest.warns(UserWarning, match="SHA-256"):
         again = generator(ml, tmp_path)
     assert not again.trained
+
+
+def test_the_classifiers_share_never_reaches_gnn_training(tmp_path):
+    """The held-out train pairs (what the classifiers train on) are never read by `fit`: with them
+    gone, training is the same to the last bit; and their AUC is measured on the train graph."""
+    import dataclasses
+
+    from linklm.gnn import train as recipe
+
+    gen = generator(planted_graph(), tmp_path, epochs=6, checkpoint_every=0)
+    graph = gen.graph
+    empty = torch.empty(0, dtype=torch.long)
+    blind = dataclasses.replace(graph, pairs={**graph.pairs, "train": (empty, empty, torch.empty(0))})
+    blind.__dict__["train_keys"] = graph.train_keys  # negatives still avoid every train edge
+    fits = []
+    for g in (graph, blind):
+        model = gen._new_model()
+        fits.append(recipe.fit(model, g, gen.config, gen.device, checkpoint=tmp_path / "ck", key="k", progress=False,
+                               say=lambda _: None))  # fmt: skip
+    timeless = [[{k: v for k, v in row.items() if k != "seconds"} for row in f.history] for f in fits]
+    assert timeless[0] == timeless[1]
+    for name, tensor in fits[0].best_state.items():
+        assert torch.equal(tensor, fits[1].best_state[name]), name
+
+    metrics = gen.train_model(progress=False, log=lambda _: None)
+    again = recipe.classifier_train_auc(graph, gen.tables["train"], gen.device, gen.config.seed)
+    assert metrics["classifier_train_auc"] == again and 0.5 < again <= 1.0
+
+
+@pytest.mark.parametrize("model", ["lightgcn", "sage"])
+def test_both_gnn_models_learn_and_serve_the_same_tables(tmp_path, model):
+    gen = generator(planted_graph(), tmp_path, model=model, epochs=40)
+    metrics = gen.train_model(progress=False, log=lambda _: None)
+    assert metrics["model"] == model and metrics["test_auc"] > 0.8, metrics
+    users, movies = gen.kge_table("test")
+    assert users.shape == (gen.num_users, 8) and movies.shape == (gen.num_movies, 8)

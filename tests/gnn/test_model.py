@@ -132,3 +132,44 @@ def test_csr_message_passing_equals_edge_index(shuffled):
         isolated = model.encoder(x_dict, no_edges)
     assert not torch.allclose(isolated["user"][:-1], reference["user"][:-1])
     torch.testing.assert_close(isolated["user"][-1], reference["user"][-1])  # the last user has no edge
+
+
+# --- LightGCN: CSR propagation against PyG's LightGCN ------------------------------------------------
+
+
+def _bipartite(num_users=7, num_movies=5, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    keys = torch.randperm(num_users * num_movies, generator=gen)[:14].sort().values
+    keys = keys[keys // num_movies != num_users - 1]  # the last user keeps no edge: an isolated node
+    return torch.stack([keys // num_movies, keys % num_movies]), num_users, num_movies
+
+
+def test_lightgcn_equals_pyg_lightgcn():
+    from torch_geometric.nn.models import LightGCN
+
+    from linklm.gnn.model import LightGCNLink
+
+    edge_index, num_users, num_movies = _bipartite()
+    ours = LightGCNLink(num_users, num_movies, METADATA, kge_dimension=6, num_layers=3)
+    forward, reverse = adjacency(edge_index, num_users, num_movies)
+    z = ours(None, {METADATA[1][0]: forward, METADATA[1][1]: reverse})
+
+    pyg = LightGCN(num_users + num_movies, 6, 3)
+    pyg.embedding.weight.data.copy_(ours.embedding.weight.data)
+    src, dst = edge_index[0], edge_index[1] + num_users
+    expected = pyg.get_embedding(torch.cat([torch.stack([src, dst]), torch.stack([dst, src])], dim=1))
+    torch.testing.assert_close(z["user"], expected[:num_users])
+    torch.testing.assert_close(z["movie"], expected[num_users:])
+    torch.testing.assert_close(z["user"][-1], ours.embedding.weight[num_users - 1] / 4)  # isolated: layer 0 only
+
+
+def test_lightgcn_sparse_backward_matches_sparse_mm():
+    from linklm.gnn.model import _SpMM
+
+    edge_index, num_users, num_movies = _bipartite(seed=3)
+    forward, reverse = adjacency(edge_index, num_users, num_movies)
+    x = torch.randn(num_users, 4, requires_grad=True)
+    upstream = torch.randn(num_movies, 4)
+    ours = torch.autograd.grad(_SpMM.apply(forward, reverse, x), x, upstream)[0]
+    stock = torch.autograd.grad(torch.sparse.mm(forward, x), x, upstream)[0]
+    torch.testing.assert_close(ours, stock)

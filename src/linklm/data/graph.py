@@ -110,6 +110,12 @@ class BipartiteGraphManager:
         src, dst = self._edges(train)
         return np.bincount(src, minlength=self.num_sources), np.bincount(dst, minlength=self.num_targets)
 
+    @functools.cached_property
+    def train_keys(self) -> np.ndarray:
+        """Sorted int64 `source * num_targets + target` of every train edge: what negatives avoid."""
+        src, dst = self._edges(_codes(self.edge_df["split"]) == 0)
+        return np.unique(src.astype(np.int64) * self.num_targets + dst)
+
     # --- edges by role ------------------------------------------------------------------------
 
     def _edges(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -121,15 +121,19 @@ def gnn_predictions(gen, manager, path: Path) -> None:
 
 
 def make_classifier(kind: str, cfg: Config, manager, gen, root: Path):
-    from linklm.llm import EmbeddingClassifier, PromptClassifier, VanillaClassifier
+    from linklm.llm import EmbeddingClassifier, FusedClassifier, PromptClassifier, VanillaClassifier
 
     args = (manager.llm_df, manager.source_df, manager.target_df, root)
+    # Every kind draws its negatives under the same exclusion set: all train edges.
+    same = {"config": cfg.llm, "train_keys": manager.train_keys}
     if kind == "vanilla":
-        clf = VanillaClassifier(*args, config=cfg.llm)
+        clf = VanillaClassifier(*args, **same)
     elif kind == "prompt":
-        clf = PromptClassifier(*args, kge=gen, config=cfg.llm)
+        clf = PromptClassifier(*args, kge=gen, **same)
     elif kind in ("embedding_frozen", "embedding_e2e"):
-        clf = EmbeddingClassifier(*args, kge=gen, config=cfg.llm, end_to_end=kind == "embedding_e2e")
+        clf = EmbeddingClassifier(*args, kge=gen, end_to_end=kind == "embedding_e2e", **same)
+    elif kind == "fused":
+        clf = FusedClassifier(*args, kge=gen, **same)
     else:
         raise UserError(f"unknown model kind {kind!r} (known: {', '.join(LLM_KINDS)})")
     clf.progress = cfg.progress
@@ -144,6 +148,8 @@ def classifier_key(kind: str, cfg: Config, manager, gen) -> str:
                 "precision": precision(resolve_device(cfg.llm.device, "llm.device"))}  # fmt: skip
     if kind == "embedding_e2e":
         upstream["gnn_lr"] = cfg.llm.gnn_lr
+    if kind == "fused":
+        upstream["head_lr"] = cfg.llm.head_lr
     return stage_key("classifier", cfg.llm, **upstream)
 
 
@@ -255,5 +261,6 @@ def _ensemble(cfg: Config) -> None:
     if not all(p.is_file() for p in paths):
         return
     mean = baselines.average_of([pd.read_parquet(p) for p in paths])
-    update_results(cfg, "baselines", {"gnn_vanilla_average": {"test_auc": evaluate_scores(mean["label"],
-                                                                                        mean["score"])["auc"]}})
+    update_results(
+        cfg, "baselines", {"gnn_vanilla_average": {"test_auc": evaluate_scores(mean["label"], mean["score"])["auc"]}}
+    )

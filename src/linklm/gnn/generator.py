@@ -12,7 +12,7 @@ Embeddings of a split come from that split's message-passing graph (train: train
 edges; val: all train edges; test: train and val edges), so a pair's own supervision edge never
 feeds its embedding, and a look-up is one row of a table.
 
-The training loop itself is the recipe `linklm.gnn.train.fit`; the model is `linklm.gnn.model.LinkGNN`.
+The training loop itself is the recipe `linklm.gnn.train.fit`; the models (`gnn.model`) are in `linklm.gnn.model`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from linklm.artifacts import Damaged, seal, sealed, stage_key, unseal
 from linklm.config import SPLITS, GNNConfig, gnn_config
 from linklm.errors import UserError
 from linklm.gnn import train as recipe
-from linklm.gnn.model import LinkGNN
+from linklm.gnn.model import LightGCNLink, LinkGNN
 from linklm.io import atomic_dir, locked, write_json
 from linklm.runtime import resolve_device
 
@@ -97,7 +97,7 @@ class GraphRepresentationGenerator:
         self.metadata = data.metadata()
         self.device = resolve_device(self.config.device, "gnn.device")
         self.cache_dir = Path(cache_dir)
-        self.key = stage_key("gnn", self.config, data=self._data_hash())
+        self.key = stage_key("gnn", self.config, data=self._data_hash(), recipe=recipe.VERSION)
         self.model = self._new_model()
         self.tables: dict[str, dict[str, torch.Tensor]] = {}
         self.metrics: dict[str, Any] = {}
@@ -128,14 +128,21 @@ class GraphRepresentationGenerator:
     def trained(self) -> bool:
         return bool(self.tables)
 
-    def _new_model(self) -> LinkGNN:
+    def _new_model(self) -> LinkGNN | LightGCNLink:
+        cfg = self.config
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.config.seed)
-            model = LinkGNN(
-                self.num_users, self.num_movies, self.graph.movie_x.shape[1], self.metadata,
-                hidden_channels=self.config.hidden_channels, kge_dimension=self.config.kge_dim,
-                dropout=self.config.dropout, user_type=self.user_type, movie_type=self.movie_type,
-            )  # fmt: skip
+            torch.manual_seed(cfg.seed)
+            if cfg.model == "lightgcn":
+                model = LightGCNLink(
+                    self.num_users, self.num_movies, self.metadata, kge_dimension=cfg.kge_dim,
+                    num_layers=cfg.num_layers, user_type=self.user_type, movie_type=self.movie_type,
+                )  # fmt: skip
+            else:
+                model = LinkGNN(
+                    self.num_users, self.num_movies, self.graph.movie_x.shape[1], self.metadata,
+                    hidden_channels=cfg.hidden_channels, kge_dimension=cfg.kge_dim,
+                    dropout=cfg.dropout, user_type=self.user_type, movie_type=self.movie_type,
+                )  # fmt: skip
         return model.to(self.device)
 
     def _load(self, quiet: bool = False) -> None:
@@ -179,7 +186,7 @@ class GraphRepresentationGenerator:
         if epochs is not None:
             self.config = dataclasses.replace(self.config, epochs=epochs)
             self.config.validate()
-            self.key = stage_key("gnn", self.config, data=self._data_hash())
+            self.key = stage_key("gnn", self.config, data=self._data_hash(), recipe=recipe.VERSION)
         with locked(self.folder):  # one trainer per model; who waited loads what it trained
             if not self.force_recompute and sealed(self.folder):
                 self._load(quiet=True)  # (a damaged cache was reported when this object was made)
@@ -197,8 +204,15 @@ class GraphRepresentationGenerator:
         test_auc = recipe.auc(self.model, self.graph, "test", z, self.device)  # the only look at test
         self.tables["test"] = _cpu(z)
         self.metrics = {
+            "model": self.config.model,
             "val_auc": fit.best_val_auc,
             "test_auc": test_auc,
+            "classifier_train_auc": recipe.classifier_train_auc(
+                self.graph,
+                {t: table.to(self.device) for t, table in self.tables["train"].items()},
+                self.device,
+                self.config.seed,
+            ),
             "best_epoch": fit.best_epoch,
             "epochs": self.config.epochs,
             "train_seconds": round(fit.train_seconds, 3),

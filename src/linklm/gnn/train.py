@@ -3,11 +3,16 @@
     result = fit(model, graph, cfg, device, checkpoint=path, key=key)
     result.best_state, result.history, result.best_val_auc, ...
 
-Each epoch: fresh uniform negatives (never a training positive), one full-batch step on the train
-message-passing graph, val AUC on the val graph; the best-val weights are kept. Every
-`cfg.checkpoint_every` epochs the whole training state (weights, Adam moments, both RNGs, the best
-model, the log, the config) goes into one safetensors file, so a killed run resumes exactly where it
-was. The test split is never read here: `GraphRepresentationGenerator` evaluates it once, afterwards.
+The GNN learns from its own edges only: the train message-passing edges. The train supervision
+edges are the classifiers' share, held out so that the KGEs are out of sample on every pair a
+classifier trains on (`classifier_train_auc` measures it). Each epoch: fresh uniform negatives
+(never a train edge), one full-batch step, val AUC on the val graph; the best-val weights are kept.
+LightGCN scores every one of its edges while propagating over all of them, as in its paper; SAGE
+draws `cfg.supervision_share` of them each epoch as supervision and passes messages over the rest.
+Every `cfg.checkpoint_every` epochs the whole training state (weights, Adam moments, both RNGs, the
+best model, the log, the config) goes into one safetensors file, so a killed run resumes exactly
+where it was. The test split is never read here: `GraphRepresentationGenerator` evaluates it once,
+afterwards.
 """
 
 from __future__ import annotations
@@ -34,8 +39,11 @@ from tqdm.auto import tqdm
 from linklm.config import GNNConfig
 from linklm.data.tables import sample_negatives
 from linklm.errors import UserError
-from linklm.gnn.model import LinkGNN, adjacency
+from linklm.gnn.model import LightGCNLink, LinkGNN, adjacency
 from linklm.io import atomic_path
+
+VERSION = 2  # in the GNN stage key: 2 = trained on its own edges only, classifiers' share held out
+GNN = LinkGNN | LightGCNLink
 
 
 @dataclass
@@ -66,7 +74,11 @@ class LinkGraph:
 
     def adjacency(self, split: str, device: torch.device) -> dict[tuple[str, str, str], torch.Tensor]:
         """Sparse CSR adjacencies of `split`'s message-passing graph, both directions, on `device`."""
-        forward, reverse = adjacency(self.edges[split].to(device), self.num_users, self.num_movies)
+        return self.adjacency_of(self.edges[split].to(device))
+
+    def adjacency_of(self, edge_index: torch.Tensor) -> dict[tuple[str, str, str], torch.Tensor]:
+        """Both directions' sparse CSR adjacencies of (2, E) user→movie edges, on their device."""
+        forward, reverse = adjacency(edge_index, self.num_users, self.num_movies)
         return {self.relations[0]: forward, self.relations[1]: reverse}
 
 
@@ -80,7 +92,7 @@ class FitResult:
     resumed_from_epoch: int | None = None
 
 
-def embed(model: LinkGNN, graph: LinkGraph, adj, device) -> dict[str, torch.Tensor]:
+def embed(model: GNN, graph: LinkGraph, adj, device) -> dict[str, torch.Tensor]:
     return model(graph.movie_x.to(device), adj)
 
 
@@ -89,23 +101,40 @@ class Diverged(ArithmeticError):
 
 
 @torch.no_grad()
-def auc(model: LinkGNN, graph: LinkGraph, split: str, z: dict[str, torch.Tensor], device) -> float:
-    src, dst, labels = graph.pairs[split]
+def auc(model: GNN, graph: LinkGraph, split: str, z: dict[str, torch.Tensor], device) -> float:
+    """AUC of `split`'s supervision pairs (val and test: positives and fixed negatives)."""
+    return _pairs_auc(graph, z, *graph.pairs[split], device, split)
+
+
+@torch.no_grad()
+def classifier_train_auc(graph: LinkGraph, z: dict[str, torch.Tensor], device, seed: int) -> float:
+    """AUC on the classifiers' train positives plus as many fresh negatives (never a train edge),
+    scored on `z`, the train graph's embeddings: what the classifiers are fed. Those edges are held
+    out of the GNN's training, so this should match the test AUC; in-sample KGEs would beat it."""
+    src, dst, _ = graph.pairs["train"]
+    rng = np.random.default_rng([seed, 3])
+    neg_src, neg_dst = sample_negatives(graph.num_users, graph.num_movies, graph.train_keys, src.numel(), rng)
+    labels = torch.cat([torch.ones(src.numel()), torch.zeros(len(neg_src))])
+    src, dst = torch.cat([src, torch.from_numpy(neg_src)]), torch.cat([dst, torch.from_numpy(neg_dst)])
+    return _pairs_auc(graph, z, src, dst, labels, device, "classifier train")
+
+
+def _pairs_auc(graph: LinkGraph, z, src, dst, labels, device, what: str) -> float:
     user, movie = graph.relations[0][0], graph.relations[0][2]
     scores = LinkGNN.decode_pairs(z[user], z[movie], src.to(device), dst.to(device))
     if not bool(torch.isfinite(scores).all()):
-        raise Diverged(f"non-finite {split} scores")
+        raise Diverged(f"non-finite {what} scores")
     return float(roc_auc_score(labels.numpy(), scores.float().cpu().numpy()))
 
 
 @torch.no_grad()
-def eval_embed(model: LinkGNN, graph: LinkGraph, adj, device) -> dict[str, torch.Tensor]:
+def eval_embed(model: GNN, graph: LinkGraph, adj, device) -> dict[str, torch.Tensor]:
     model.eval()
     return embed(model, graph, adj, device)
 
 
 def fit(
-    model: LinkGNN,
+    model: GNN,
     graph: LinkGraph,
     cfg: GNNConfig,
     device: torch.device,
@@ -116,13 +145,10 @@ def fit(
     say: Callable[[str], None] = tqdm.write,
 ) -> FitResult:
     """Train `model` (already on `device`) for cfg.epochs; returns the best-val state and the log."""
-    src, dst, _ = graph.pairs["train"]
-    pos_src, pos_dst = src.to(device), dst.to(device)
+    edges = graph.edges["train"].to(device)  # the GNN's own edges; graph.pairs["train"] is never read
     # Test's adjacency is never built here: at ml-32m each adjacency is several hundred MB.
     adj = {split: graph.adjacency(split, device) for split in ("train", "val")}
-    n_neg = max(1, round(cfg.neg_ratio * pos_src.numel()))
     rng = np.random.default_rng([cfg.seed, 2])
-    labels = torch.cat([torch.ones(pos_src.numel()), torch.zeros(n_neg)]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     result = FitResult(best_state={}, best_val_auc=-1.0, best_epoch=-1)
@@ -138,12 +164,9 @@ def fit(
         bar = tqdm(range(first, cfg.epochs + 1), desc="gnn", unit="epoch", disable=not progress,
                    initial=first - 1, total=cfg.epochs)  # fmt: skip
         for epoch in bar:
-            neg_src, neg_dst = sample_negatives(graph.num_users, graph.num_movies, graph.train_keys, n_neg, rng)
-            src = torch.cat([pos_src, torch.from_numpy(neg_src).to(device)])
-            dst = torch.cat([pos_dst, torch.from_numpy(neg_dst).to(device)])
-            del neg_src, neg_dst
-            loss = train_step(model, graph, adj["train"], optimizer, src, dst, labels, device)
-            del src, dst  # 0.25 GB at ml-32m that the val pass does not need
+            src, dst, labels, epoch_adj = epoch_pairs(model, graph, edges, adj["train"], cfg, rng)
+            loss = train_step(model, graph, epoch_adj, optimizer, src, dst, labels, device)
+            del src, dst, labels, epoch_adj  # 0.25 GB at ml-32m that the val pass does not need
             try:  # before this epoch's checkpoint: a resume never starts from a diverged model
                 if not math.isfinite(loss):
                     raise Diverged(f"loss {loss}")
@@ -164,7 +187,26 @@ def fit(
     return result
 
 
-def train_step(model: LinkGNN, graph: LinkGraph, adj, optimizer, src, dst, labels, device) -> float:
+def epoch_pairs(model: GNN, graph: LinkGraph, edges: torch.Tensor, adj, cfg: GNNConfig, rng):
+    """One epoch's supervision (src, dst, labels: positives then fresh negatives) and the graph its
+    messages pass over: all of the GNN's edges for LightGCN; for SAGE, a fresh draw of
+    `cfg.supervision_share` of them as supervision, the rest as messages, so that a supervision
+    edge never carries its own message."""
+    device = edges.device
+    positives = edges
+    if isinstance(model, LinkGNN):
+        held = torch.from_numpy(rng.random(edges.shape[1]) < cfg.supervision_share).to(device)
+        positives, adj = edges[:, held], graph.adjacency_of(edges[:, ~held])
+    n_pos = positives.shape[1]
+    n_neg = max(1, round(cfg.neg_ratio * n_pos))
+    neg_src, neg_dst = sample_negatives(graph.num_users, graph.num_movies, graph.train_keys, n_neg, rng)
+    src = torch.cat([positives[0], torch.from_numpy(neg_src).to(device)])
+    dst = torch.cat([positives[1], torch.from_numpy(neg_dst).to(device)])
+    labels = torch.cat([torch.ones(n_pos, device=device), torch.zeros(n_neg, device=device)])
+    return src, dst, labels, adj
+
+
+def train_step(model: GNN, graph: LinkGraph, adj, optimizer, src, dst, labels, device) -> float:
     """One full-batch step on the pairs (src, dst); returns the loss. The step's activations are
     freed on return, before the val pass."""
     model.train()

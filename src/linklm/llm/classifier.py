@@ -29,7 +29,13 @@ from linklm.evaluate import evaluate_scores
 from linklm.io import stable_hash, write_json, write_parquet
 from linklm.llm import training
 from linklm.llm.collator import SPLIT_CODES, LinkCollator, PairDataset
-from linklm.llm.models import EndToEndKGEClassifier, build_model, end_to_end_optimizer, load_tokenizer
+from linklm.llm.models import (
+    EndToEndKGEClassifier,
+    build_model,
+    end_to_end_optimizer,
+    fused_optimizer,
+    load_tokenizer,
+)
 from linklm.llm.tokens import NodeTokens, PromptBuilder
 from linklm.runtime import Runtime, precision, resolve_device
 
@@ -41,10 +47,13 @@ class LinkClassifier:
     df, source_df, target_df: the manager's `llm_df`, users and movies. root_path: where training
     writes its log, checkpoints and the final `model/`. model_name: `llm.model` (MiniLM, a folder,
     a hub id, `random:L2-H128`). kge: the trained GraphRepresentationGenerator (prompt and embedding
-    kinds). config: an `LLMConfig`; or pass any of its fields as keywords instead.
+    kinds). config: an `LLMConfig`; or pass any of its fields as keywords instead. train_keys: sorted
+    `source * num_targets + target` of every train edge, which on-the-fly negatives avoid (the
+    pipeline passes the manager's, so every kind draws under the same exclusion set).
     """
 
     prompt_format = "vanilla"  # tokens.PromptBuilder: vanilla, prompt or embedding
+    architecture = None  # models.build_model's kind, when it is not the prompt format (fused)
     name = "vanilla"  # the model kind: results.json key and folder name
     kge_input = "none"  # how the collator hands KGEs to the model: none, tables or indices
     progress = True  # progress bars while training (the pipeline sets it from the run's config)
@@ -59,6 +68,7 @@ class LinkClassifier:
         *,
         kge=None,
         config: LLMConfig | None = None,
+        train_keys: np.ndarray | None = None,
         **overrides: Any,
     ):
         if config is None:
@@ -69,6 +79,7 @@ class LinkClassifier:
         self.df, self.source_df, self.target_df = df, source_df, target_df
         self.root = Path(root_path)
         self.kge = kge
+        self.known_train_keys = train_keys
         if self.prompt_format != "vanilla" and kge is None:
             raise UserError(f"{type(self).__name__} needs kge= a trained GraphRepresentationGenerator")
         self.tokenizer = load_tokenizer(config.model)
@@ -87,7 +98,8 @@ class LinkClassifier:
 
     def _build(self):
         cfg = self.config
-        return build_model(cfg.model, self.prompt_format, cfg.num_layers or None, self.kge_dim, cfg.seed)
+        kind = self.architecture or self.prompt_format
+        return build_model(cfg.model, kind, cfg.num_layers or None, self.kge_dim, cfg.seed)
 
     @property
     def backbone(self):
@@ -157,7 +169,10 @@ class LinkClassifier:
 
     def _train_keys(self) -> np.ndarray:
         """The training positives negatives must avoid, as sorted `source * num_targets + target`
-        keys: with KGEs, every edge the GNN saw in training; for vanilla, its supervision positives."""
+        keys: the ones given, else every train edge the GNN knows, else (vanilla on its own) the train
+        positives of `df`."""
+        if self.known_train_keys is not None:
+            return self.known_train_keys
         if self.kge is not None:
             return self.kge.graph.train_keys
         frame = self.df[(self.df["split"] == "train") & (self.df["labels"] == 1)]
@@ -195,6 +210,14 @@ class LinkClassifier:
             train = PairDataset(train.source_idx[keep], train.target_idx[keep], train.labels[keep])
         return train
 
+    def _val_pairs(self, dataset) -> PairDataset:
+        """The val pairs that select the model: llm.val_pairs of them, the same for every kind of a seed."""
+        val, cap = self.pairs(dataset, "val"), self.config.val_pairs
+        if cap and len(val) > cap:
+            keep = np.sort(np.random.default_rng([self.config.seed, 7]).choice(len(val), cap, replace=False))
+            val = PairDataset(val.source_idx[keep], val.target_idx[keep], val.labels[keep])
+        return val
+
     def train_model_on_data(
         self, dataset=None, epochs: int | None = None, batch_size: int | None = None, callbacks: list | None = None
     ) -> dict:
@@ -203,7 +226,7 @@ class LinkClassifier:
         extra HF TrainerCallbacks (progress hooks, timers)."""
         cfg = self.config
         epochs, batch_size = epochs or cfg.epochs, batch_size or cfg.batch_size
-        train, (val, _) = self._train_positives(dataset), self._by_length(self.pairs(dataset, "val"))
+        train, (val, _) = self._train_positives(dataset), self._by_length(self._val_pairs(dataset))
         device = resolve_device(cfg.device, "llm.device")
         # What makes a checkpoint reusable: a leftover from another config is discarded, not resumed.
         identity = {"kind": self.name, "llm": dataclasses.asdict(cfg), "epochs": epochs, "batch": batch_size,
@@ -213,7 +236,7 @@ class LinkClassifier:
             eval_batch_size=cfg.eval_batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
             warmup_ratio=cfg.warmup_ratio, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
             cpu=device.type == "cpu", precision=precision(device), progress=self.progress,
-            key=stable_hash(identity), name=self.name,
+            key=stable_hash(identity), name=self.name, evals_per_epoch=cfg.evals_per_epoch,
         )  # fmt: skip
         collate = training.SplitCollator({s: self.collator(s, seed=cfg.seed) for s in ("train", "val")},
                                          1 + cfg.neg_ratio, audit=cfg.audit_shards)  # fmt: skip
@@ -342,4 +365,16 @@ class EmbeddingClassifier(LinkClassifier):
             self.model.gnn.load_state_dict(load_file(Path(folder) / "gnn.safetensors"))
 
 
-__all__ = ["EmbeddingClassifier", "LinkClassifier", "PromptClassifier", "VanillaClassifier"]
+class FusedClassifier(LinkClassifier):
+    """The embedding prompt, and a score that is the GNN's logit plus a learned correction from the
+    mean-pooled text state and u ⊙ m (`models.FusedKGEClassifier`): before training it ranks every
+    pair as the GNN does. New modules learn at llm.head_lr, the pretrained ones at llm.lr."""
+
+    prompt_format, architecture, name, kge_input = "embedding", "fused", "fused", "tables"
+
+    def _optimizer(self):
+        cfg = self.config
+        return fused_optimizer(self.model, cfg.lr, cfg.head_lr, cfg.weight_decay)
+
+
+__all__ = ["EmbeddingClassifier", "FusedClassifier", "LinkClassifier", "PromptClassifier", "VanillaClassifier"]

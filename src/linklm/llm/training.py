@@ -59,6 +59,7 @@ class TrainSpec:
     progress: bool
     key: str
     name: str = "classifier"  # for messages: the model kind
+    evals_per_epoch: int = 1  # val evaluations per epoch, evenly spaced (the best one is kept)
 
 
 def positive_probability(logits) -> np.ndarray:
@@ -136,7 +137,8 @@ def _arguments(spec: TrainSpec, checkpoints: Path, steps_per_epoch: int) -> Trai
         weight_decay=spec.weight_decay,
         # transformers >= 5 (pinned in pyproject.toml) reads a warmup_steps below 1 as a share of the steps.
         warmup_steps=spec.warmup_ratio,
-        eval_strategy="epoch",
+        eval_strategy="steps",
+        eval_steps=max(1, steps_per_epoch // spec.evals_per_epoch),
         # Checkpoints for resuming a killed run, several per epoch; the best model by val AUC is
         # kept apart by KeepBest, since load_best_model_at_end would tie saving to evaluation.
         save_strategy="steps",

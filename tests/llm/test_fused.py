@@ -1,0 +1,52 @@
+"""The fused classifier starts as its GNN, learns its new modules at their own rate; and every kind
+draws its negatives under the same exclusion set."""
+
+import numpy as np
+import torch
+
+from linklm.config import Config
+from linklm.experiment.pipeline import make_classifier
+from linklm.llm.models import build_model, fused_optimizer
+
+from .conftest import TINY
+
+
+def test_fused_model_before_training_scores_pairs_as_the_gnn():
+    model = build_model(TINY, "fused", None, kge_dim=6, seed=0).eval()
+    gen = torch.Generator().manual_seed(0)
+    user, movie = torch.randn(9, 6, generator=gen), torch.randn(9, 6, generator=gen)
+    ids = torch.randint(1000, 2000, (9, 12), generator=gen)
+    logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=torch.zeros_like(ids),
+                   source_kge=user, target_kge=movie).logits  # fmt: skip
+    torch.testing.assert_close(logits[:, 1], (user * movie).sum(-1))
+    assert torch.equal(logits[:, 0], torch.zeros(9))
+
+
+def test_fused_optimizer_new_modules_at_head_lr_without_decay():
+    model = build_model(TINY, "fused", None, kge_dim=6, seed=0)
+    opt = fused_optimizer(model, lr=1e-4, head_lr=1e-2, weight_decay=0.01)
+    new = {id(p) for p in model.new_parameters()}
+    assert model.fusion.gnn_scale is not None and id(model.fusion.gnn_scale) in new
+    seen = set()
+    for group in opt.param_groups:
+        ids = {id(p) for p in group["params"]}
+        seen |= ids
+        if ids & new:
+            assert ids == new and group["lr"] == 1e-2 and group["weight_decay"] == 0.0
+        else:
+            assert group["lr"] == 1e-4
+    assert seen == {id(p) for p in model.parameters()}
+
+
+def test_every_kind_avoids_the_same_train_edges(tiny, tmp_path):
+    ml, gen = tiny
+    cfg = Config()
+    cfg.llm.model = TINY
+    keys = {}
+    for kind in ("vanilla", "prompt", "embedding_frozen", "fused"):
+        keys[kind] = make_classifier(kind, cfg, ml, gen, tmp_path / kind).collator("train").train_keys
+    train = ml.edge_df[ml.edge_df["split"] == "train"]
+    expected = np.unique(train["source_idx"].to_numpy() * ml.num_targets + train["target_idx"].to_numpy())
+    for kind, k in keys.items():
+        assert np.array_equal(k, expected), kind
+    assert np.array_equal(gen.graph.train_keys, expected)
