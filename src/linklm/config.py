@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from linklm.errors import UserError
+from linklm.tracking import TRACKERS
 
 SPLITS = ("train", "val", "test")  # the one split of every dataset; val/test carry fixed negatives
 # The classifier kinds, in report order; the prompt format each one reads (linklm.llm.tokens).
@@ -144,6 +145,7 @@ class Config:
     name: str = "default"  # (str) run name: artifacts go to <runs_dir>/<name>/
     runs_dir: str = "runs"  # (str) parent folder of all runs
     progress: bool = True  # (bool) progress bars on long work (GNN epochs, classifier steps); changes no result
+    tracking: str = "none"  # (str) none, tensorboard, mlflow or wandb: where the training curves also go
     data: DataConfig = field(default_factory=DataConfig)
     gnn: GNNConfig = field(default_factory=GNNConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
@@ -151,6 +153,8 @@ class Config:
     def validate(self) -> None:
         if not self.name or "/" in self.name or self.name in (".", ".."):
             raise UserError(f"config key name must be a plain folder name, got {self.name!r}")
+        if self.tracking not in TRACKERS:
+            raise UserError(f"config key tracking must be one of {', '.join(TRACKERS)}, got {self.tracking!r}")
         self.data.validate()
         self.gnn.validate()
         self.llm.validate()

@@ -12,7 +12,8 @@ from linklm.report.report import build_report
 
 from synthetic import write_layout
 
-TINY = ["llm.model=random:L2-H32", "llm.max_train_pairs=64", "llm.batch_size=32", "gnn.epochs=5", "gnn.kge_dim=4"]
+TINY = ["llm.model=random:L2-H32", "llm.max_train_pairs=64", "llm.batch_size=32", "gnn.epochs=5", "gnn.kge_dim=4",
+        "tracking=tensorboard"]  # fmt: skip
 
 
 @pytest.fixture
@@ -20,7 +21,8 @@ def run_dir(tmp_path, capsys):
     folder = write_layout(tmp_path / "ml-synth", "csv", n_users=50, n_movies=30, n_ratings=600).folder
     assert main(["run", f"data.path={folder}", *TINY]) == 0
     out = capsys.readouterr().out
-    for stage in ("[data]", "[gnn]", "[vanilla]", "[prompt]", "[embedding_frozen]", "[embedding_e2e]", "[report]"):
+    for stage in ("[data]", "[gnn]", "[vanilla]", "[prompt]", "[embedding_frozen]", "[embedding_e2e]", "[fused]",
+                  "[report]"):  # fmt: skip
         assert stage in out
     return tmp_path / "runs" / "default", folder
 
@@ -28,20 +30,28 @@ def run_dir(tmp_path, capsys):
 def test_run_writes_results_schema_and_report(run_dir, capsys):
     run, folder = run_dir
     results = json.loads((run / "results.json").read_text())
-    assert {"val_auc", "test_auc"} <= set(results["gnn"])
-    for kind in ("vanilla", "prompt", "embedding_frozen", "embedding_e2e"):
+    assert {"val_auc", "test_auc", "classifier_train_auc", "model"} <= set(results["gnn"])
+    for kind in ("vanilla", "prompt", "embedding_frozen", "embedding_e2e", "fused"):
         m = results["models"][kind]
         for key in ("test_accuracy", "test_auc", "test_f1", "test_confusion_matrix", "train_seconds",
                     "examples_per_second"):  # fmt: skip
             assert key in m, (kind, key)
+        assert len(m["val_history"]) >= 2  # llm.evals_per_epoch = 2: selection compares checkpoints
+        said_yes = sum(row[1] for row in m["test_confusion_matrix"])
+        assert m["test_positive_share"] == pytest.approx(said_yes / sum(map(sum, m["test_confusion_matrix"])), abs=1e-4)
     assert results["dataset"]["users"] == 50 and "torch" in results["environment"]
     assert set(results["baselines"]) == {"preferential_attachment", "popularity", "gnn_vanilla_average"}
     for entry in (results["gnn"], *results["models"].values(), results["baselines"]["popularity"]):
         assert entry["test_pairs_warm"] + entry["test_pairs_cold"] == 2 * results["dataset"]["test"]["supervision_pos"]
         assert {"test_auc_warm", "test_auc_cold"} <= set(entry)
     assert json.loads((run / "config.json").read_text())["gnn"]["kge_dim"] == 4
+    # tracking=tensorboard: event files for the GNN's curve and for every classifier
+    for logs in (run / "tensorboard" / "gnn", *(run / "models" / kind / "tensorboard" for kind in results["models"])):
+        assert list(logs.glob("events.out.tfevents.*")), logs
     page = (run / "report.html").read_text()
     assert page.count("<img") >= 4 and "embedding_e2e" in page
+    best = max(results["models"], key=lambda k: results["models"][k]["test_auc"])
+    assert f"Best on test AUC: {best}" in page and "out of sample" in page
     assert "![Test ROC curves" in (run / "report.md").read_text()
 
     # A rerun reuses every stage; the report is rebuilt from results alone.
@@ -51,6 +61,17 @@ def test_run_writes_results_schema_and_report(run_dir, capsys):
     (run / "report.html").unlink()
     build_report(run)
     assert (run / "report.html").is_file() and (run / "figures" / "roc.png").is_file()
+
+
+def test_a_tracker_that_is_not_installed_is_one_line(tmp_path, capsys):
+    import importlib.util
+
+    absent = next(t for t in ("mlflow", "wandb") if importlib.util.find_spec(t) is None)
+    assert main(["run", f"tracking={absent}"]) == 2
+    err = capsys.readouterr().err
+    assert f"needs the {absent} package" in err and len(err.strip().splitlines()) == 1
+    assert main(["run", "tracking=comet"]) == 2
+    assert "tracking must be one of" in capsys.readouterr().err
 
 
 def test_report_needs_results(tmp_path, capsys):

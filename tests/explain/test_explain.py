@@ -205,7 +205,7 @@ def test_explain_writes_figures_json_and_report(tiny_run, monkeypatch, capsys):
             *_, folders = open_run("runs/default")
     finally:
         shutil.move(moved, run / "models" / "embedding_e2e" / "model")
-    assert list(folders) == ["vanilla", "prompt", "embedding_frozen"]
+    assert list(folders) == ["vanilla", "prompt", "embedding_frozen", "fused"]
 
 
 def test_explain_without_models_is_a_user_error(tmp_path, capsys):

@@ -12,7 +12,7 @@ from linklm.llm import EmbeddingClassifier, PromptClassifier, VanillaClassifier
 
 from .conftest import TINY
 
-FAST = {"max_train_pairs": 64, "batch_size": 32, "eval_batch_size": 64}
+FAST = {"max_train_pairs": 64, "batch_size": 32, "eval_batch_size": 64, "evals_per_epoch": 1}
 
 
 @pytest.mark.parametrize(

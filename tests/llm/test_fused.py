@@ -50,3 +50,14 @@ def test_every_kind_avoids_the_same_train_edges(tiny, tmp_path):
     for kind, k in keys.items():
         assert np.array_equal(k, expected), kind
     assert np.array_equal(gen.graph.train_keys, expected)
+
+
+def test_fused_model_without_a_kge_scores_it_as_zeros():
+    """explain's Shapley values drop a KGE by passing None: the slot keeps [MASK], the fusion zeros."""
+    model = build_model(TINY, "fused", None, kge_dim=6, seed=0).eval()
+    ids = torch.randint(1000, 2000, (4, 10))
+    common = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    user = torch.randn(4, 6)
+    dropped = model(**common, source_kge=user, target_kge=None).logits
+    zeros = model(**common, source_kge=user, target_kge=torch.zeros(4, 6)).logits
+    torch.testing.assert_close(dropped[:, 1], zeros[:, 1])  # no slot carries a KGE here: only the fusion differs

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from linklm import tracking
 from linklm.artifacts import Damaged, seal, sealed, stage_key, unseal
 from linklm.config import LLM_KINDS, Config
 from linklm.errors import UserError
@@ -99,6 +100,9 @@ def train_gnn(cfg: Config, manager, force: bool = False):
         gnn_predictions(gen, manager, predictions)
         update_results(cfg, "gnn", {**m, "kge_dim": cfg.gnn.kge_dim, "folder": str(gen.folder),
                                     **_warm_cold(manager, predictions)})  # fmt: skip
+        if cfg.tracking != "none":
+            rows = [json.loads(line) for line in (gen.folder / "log.jsonl").read_text().splitlines() if line]
+            tracking.log_curve(cfg.tracking, cfg.run_dir, "gnn", rows)
     return gen
 
 
@@ -136,7 +140,7 @@ def make_classifier(kind: str, cfg: Config, manager, gen, root: Path):
         clf = FusedClassifier(*args, kge=gen, **same)
     else:
         raise UserError(f"unknown model kind {kind!r} (known: {', '.join(LLM_KINDS)})")
-    clf.progress = cfg.progress
+    clf.progress, clf.tracking = cfg.progress, cfg.tracking
     return clf
 
 
@@ -196,6 +200,8 @@ def _train_classifier(kind: str, cfg: Config, manager, gen, root: Path, key: str
     metrics = {
         **{f"test_{name}": test[name] for name in ("accuracy", "auc", "f1")},
         "test_confusion_matrix": test["confusion_matrix"],
+        # Share of test pairs answered "yes": far from 0.5 on balanced pairs, the model says one class.
+        "test_positive_share": round(sum(row[1] for row in test["confusion_matrix"]) / test["n"], 4),
         **{name: train[name] for name in ("val_auc", "val_history", "best_epoch", "resumed_from", "train_seconds",
                                           "examples_per_second", "train_examples")},
         "total_seconds": round(time.perf_counter() - start, 2),
@@ -221,6 +227,7 @@ def run_models(cfg: Config, kinds: list[str], force: bool = False, gnn: bool = T
     each classifier; every model's test AUC is also split into warm and cold pairs."""
     from linklm.experiment import baselines
 
+    tracking.require(cfg.tracking)  # a tracker that is not installed stops the run before any work
     rt = Runtime.current()
     if rt.main:
         write_json(cfg.run_dir / "config.json", cfg.to_dict())

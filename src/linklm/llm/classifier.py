@@ -57,6 +57,7 @@ class LinkClassifier:
     name = "vanilla"  # the model kind: results.json key and folder name
     kge_input = "none"  # how the collator hands KGEs to the model: none, tables or indices
     progress = True  # progress bars while training (the pipeline sets it from the run's config)
+    tracking = "none"  # where training curves also go (linklm.tracking; the pipeline sets it too)
 
     def __init__(
         self,
@@ -236,7 +237,7 @@ class LinkClassifier:
             eval_batch_size=cfg.eval_batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
             warmup_ratio=cfg.warmup_ratio, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
             cpu=device.type == "cpu", precision=precision(device), progress=self.progress,
-            key=stable_hash(identity), name=self.name, evals_per_epoch=cfg.evals_per_epoch,
+            key=stable_hash(identity), name=self.name, evals_per_epoch=cfg.evals_per_epoch, tracking=self.tracking,
         )  # fmt: skip
         collate = training.SplitCollator({s: self.collator(s, seed=cfg.seed) for s in ("train", "val")},
                                          1 + cfg.neg_ratio, audit=cfg.audit_shards)  # fmt: skip

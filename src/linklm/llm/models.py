@@ -248,7 +248,10 @@ class FusedKGEClassifier(KGEBertForSequenceClassification):
         )  # fmt: skip
         mask = attention_mask.unsqueeze(-1).to(outputs.last_hidden_state.dtype)
         text = (outputs.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1)
-        score = self.fusion(self.dropout(text).float(), source_kge.float(), target_kge.float())
+        # A KGE left out (None: explain's Shapley players) counts as zeros here, as it is [MASK] in BERT.
+        absent = text.new_zeros(text.shape[0], self.config.kge_dim, dtype=torch.float32)
+        user, movie = (absent if kge is None else kge.float() for kge in (source_kge, target_kge))
+        score = self.fusion(self.dropout(text).float(), user, movie)
         logits = torch.stack([torch.zeros_like(score), score], -1)
         loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
         return SequenceClassifierOutput(

@@ -30,6 +30,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.utils import logging as hf_logging
 
+from linklm import tracking
 from linklm.errors import UserError
 from linklm.evaluate import evaluate_scores
 from linklm.io import atomic_path, write_json
@@ -60,6 +61,7 @@ class TrainSpec:
     key: str
     name: str = "classifier"  # for messages: the model kind
     evals_per_epoch: int = 1  # val evaluations per epoch, evenly spaced (the best one is kept)
+    tracking: str = "none"  # where the curves also go: none, tensorboard, mlflow, wandb (linklm.tracking)
 
 
 def positive_probability(logits) -> np.ndarray:
@@ -81,7 +83,8 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
     log_path, checkpoints, best_dir = folder / "train_log.jsonl", folder / "checkpoints", folder / "best"
     steps_per_epoch = max(1, -(-len(train) // spec.positives_per_batch))
     resume = resumable(checkpoints, spec.key)  # every rank reads it before rank 0 changes anything
-    args = _arguments(spec, checkpoints, steps_per_epoch)
+    report_to, trackers = tracking.trainer_callbacks(spec.tracking, folder)
+    args = _arguments(spec, checkpoints, steps_per_epoch, report_to)
     if args.process_index == 0:  # (creating the arguments joined the process group, if any)
         _prepare(folder, spec.key, resume)
     Runtime.current().barrier()
@@ -89,7 +92,7 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
     trainer = LinkTrainer(
         model=model, args=args, data_collator=collate, train_dataset=Tagged(train, "train"),
         eval_dataset=Tagged(val, "val"), compute_metrics=_val_metrics, optimizers=(optimizer, None),
-        step_log_path=log_path, callbacks=[keep_best, *([audit] if audit else []), *(callbacks or [])],
+        step_log_path=log_path, callbacks=[keep_best, *([audit] if audit else []), *trackers, *(callbacks or [])],
     )  # fmt: skip
     trainer.add_callback(_Divergence(trainer, spec))
     start = time.perf_counter()
@@ -127,7 +130,7 @@ def hf_progress_bars(enabled: bool) -> Iterator[None]:
         (hf_logging.enable_progress_bar if before else hf_logging.disable_progress_bar)()
 
 
-def _arguments(spec: TrainSpec, checkpoints: Path, steps_per_epoch: int) -> TrainingArguments:
+def _arguments(spec: TrainSpec, checkpoints: Path, steps_per_epoch: int, report_to: str) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(checkpoints),
         per_device_train_batch_size=spec.positives_per_batch,
@@ -146,7 +149,7 @@ def _arguments(spec: TrainSpec, checkpoints: Path, steps_per_epoch: int) -> Trai
         save_total_limit=1,
         logging_strategy="steps",
         logging_steps=10,
-        report_to="none",
+        report_to=report_to,
         remove_unused_columns=False,
         seed=spec.seed,
         data_seed=spec.seed,

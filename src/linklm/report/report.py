@@ -151,7 +151,8 @@ def _summary(results: dict, models: dict) -> tuple[str, str]:
         rows.append([f"{name} (baseline)", "", _fmt(floor["test_auc"]), "", _warm_cold_cell(floor), "", "", ""])
     gnn = results.get("gnn")
     if gnn:
-        rows.append(["gnn (dot product)", "", _fmt(gnn["test_auc"]), "", _warm_cold_cell(gnn), _fmt(gnn["val_auc"]),
+        label = f"gnn ({gnn.get('model', 'sage')}, dot product)"
+        rows.append([label, "", _fmt(gnn["test_auc"]), "", _warm_cold_cell(gnn), _fmt(gnn["val_auc"]),
                      _fmt(gnn["train_seconds"], 1), ""])  # fmt: skip
     for kind, m in models.items():
         rows.append([kind, _fmt(m["test_accuracy"]), _fmt(m["test_auc"]), _fmt(m["test_f1"]), _warm_cold_cell(m),
@@ -159,10 +160,34 @@ def _summary(results: dict, models: dict) -> tuple[str, str]:
     md_table, html_table = _table(
         ["model", "test accuracy", "test AUC", "test F1", "AUC warm / cold", "val AUC", "train s", "examples/s"], rows
     )
+    text = " ".join(part for part in (_verdict(results, models), intro) if part)
     return (
-        f"## Results\n\n{intro}\n\n{md_table}",
-        f"<h2>Results</h2><p>{html.escape(intro).replace('**', '')}</p>{html_table}",
+        f"## Results\n\n{text}\n\n{md_table}",
+        f"<h2>Results</h2><p>{html.escape(text).replace('**', '')}</p>{html_table}",
     )
+
+
+def _verdict(results: dict, models: dict) -> str:
+    """One sentence per figure that answers: the best model and its margins, the floors, and whether
+    the KGEs were out of sample."""
+    if not models:
+        return ""
+    best, m = max(models.items(), key=lambda item: item[1]["test_auc"])
+    parts = [f"**Best on test AUC: {best}, {m['test_auc']:.4f}**"]
+    gnn, vanilla = results.get("gnn"), models.get("vanilla")
+    if vanilla and best != "vanilla":
+        parts.append(f"{m['test_auc'] - vanilla['test_auc']:+.4f} over vanilla (text only)")
+    if gnn:
+        parts.append(f"{m['test_auc'] - gnn['test_auc']:+.4f} over the GNN it is fed ({gnn['test_auc']:.4f})")
+    sentences = [", ".join(parts) + "."]
+    floors = results.get("baselines", {})
+    if floors:
+        listed = ", ".join(f"{name} {f['test_auc']:.4f}" for name, f in sorted(floors.items()))
+        sentences.append(f"Baselines on the same pairs: {listed}.")
+    if gnn and "classifier_train_auc" in gnn:
+        sentences.append(f"The GNN scores the classifiers' train pairs at AUC {gnn['classifier_train_auc']:.4f} "
+                         f"(test {gnn['test_auc']:.4f}): their KGEs are out of sample.")  # fmt: skip
+    return " ".join(sentences)
 
 
 def _warm_cold_cell(entry: dict) -> str:
