@@ -178,7 +178,9 @@ def _verdict(results: dict, models: dict) -> str:
     if vanilla and best != "vanilla":
         parts.append(f"{m['test_auc'] - vanilla['test_auc']:+.4f} over vanilla (text only)")
     if gnn:
-        parts.append(f"{m['test_auc'] - gnn['test_auc']:+.4f} over the GNN it is fed ({gnn['test_auc']:.4f})")
+        gap = m["test_auc"] - gnn["test_auc"]
+        shown = f"{gap:+.4f}" if abs(gap) >= 5e-5 else f"{gap:+.1e}, level with"
+        parts.append(f"{shown} over the GNN it is fed ({gnn['test_auc']:.4f})")
     sentences = [", ".join(parts) + "."]
     floors = results.get("baselines", {})
     if floors:
