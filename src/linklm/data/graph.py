@@ -9,7 +9,9 @@
 The split follows PyG's RandomLinkSplit: val and test supervision edges are disjoint from train;
 train edges are message-passing edges, of which `disjoint_train_ratio` are supervision-only (with a
 ratio of 0 every train edge is both); val passes messages over all train edges, test over train and
-val. Reverse edges are derived from the forward ones, so they are always split together.
+val. The GNN learns from the train message-passing edges alone; the train supervision edges are the
+classifiers' share, held out of it, so their KGEs are out of sample (`linklm.gnn.train`). Reverse
+edges are derived from the forward ones, so they are always split together.
 
 Any dataset with a source table, a target table and an edge table plugs in through
 `BipartiteGraphManager.from_tables(...)`; `MovieLensManager` is the MovieLens front end.
