@@ -84,16 +84,13 @@ class LinkGNN(nn.Module):
 
 
 class LightGCNLink(nn.Module):
-    """LightGCN node embeddings (the KGEs) for users and movies, and the same dot-product score.
+    """LightGCN node embeddings (the KGEs) for users and movies, scored like LinkGNN (`LinkGNN.decode_pairs`).
 
     One embedding table of users then movies, initialised as PyG's `LightGCN` does; layer k + 1 of a
     node is the sum of its neighbours' layer k, each scaled by 1/sqrt(deg(node) deg(neighbour)); the
     output is the mean of layers 0..num_layers. It equals `LightGCN.get_embedding` on the
     homogeneous graph of both directions (tests/gnn/test_model.py checks this).
     """
-
-    decode = staticmethod(LinkGNN.decode)
-    decode_pairs = staticmethod(LinkGNN.decode_pairs)
 
     def __init__(self, num_users: int, num_movies: int, metadata, kge_dimension: int = 64, num_layers: int = 2,
                  user_type: str = "user", movie_type: str = "movie"):  # fmt: skip
