@@ -105,6 +105,9 @@ class LLMConfig:
     lr: float = 1e-4  # (float) AdamW learning rate of the language model
     gnn_lr: float = 1e-3  # (float) learning rate of the GNN in the end-to-end model
     head_lr: float = 1e-3  # (float) fused: learning rate of its new modules (KGE projection, fusion head)
+    # (int) prompt: KGE components written as text per node, the first principal components of the
+    # train table (0 = all kge_dim, the seed's design; the sweep always writes all). Each costs a token.
+    prompt_kge_dims: int = 0
     weight_decay: float = 0.01  # (float) AdamW weight decay
     warmup_ratio: float = 0.05  # (float) share of steps with a linearly rising learning rate
     neg_ratio: float = 1.0  # (float) negatives per positive in every training batch
@@ -119,7 +122,7 @@ class LLMConfig:
         for key in ("epochs", "evals_per_epoch", "batch_size", "eval_batch_size"):
             if getattr(self, key) <= 0:
                 raise UserError(f"config key llm.{key} must be > 0, got {getattr(self, key)}")
-        for key in ("num_layers", "max_train_pairs", "val_pairs", "checkpoint_every"):
+        for key in ("num_layers", "max_train_pairs", "val_pairs", "checkpoint_every", "prompt_kge_dims"):
             if getattr(self, key) < 0:
                 raise UserError(f"config key llm.{key} must be >= 0, got {getattr(self, key)}")
         for key in ("lr", "gnn_lr", "head_lr", "neg_ratio"):

@@ -61,3 +61,23 @@ def test_fused_model_without_a_kge_scores_it_as_zeros():
     dropped = model(**common, source_kge=user, target_kge=None).logits
     zeros = model(**common, source_kge=user, target_kge=torch.zeros(4, 6)).logits
     torch.testing.assert_close(dropped[:, 1], zeros[:, 1])  # no slot carries a KGE here: only the fusion differs
+
+
+def test_fused_selection_sees_the_untrained_model(tiny, tmp_path):
+    """Val also scores step 0, where the fused model ranks pairs as its GNN does: with a learning
+    rate that wrecks training, selection keeps that start, so the result cannot fall below the GNN."""
+    from linklm.evaluate import evaluate_scores
+
+    ml, gen = tiny
+    cfg = Config()
+    cfg.llm.model, cfg.llm.head_lr, cfg.llm.lr, cfg.llm.batch_size = TINY, 5.0, 5.0, 32
+    clf = make_classifier("fused", cfg, ml, gen, tmp_path / "fused")
+    clf.progress = False
+    metrics = clf.train_model_on_data(None)
+    first = metrics["val_history"][0]
+    assert first["step"] == 0
+    val = clf._val_pairs(None)
+    user, movie = gen.get_embedding(val.source_idx, val.target_idx, split="val")
+    gnn_auc = evaluate_scores(val.labels, (user * movie).sum(-1).numpy())["auc"]
+    assert abs(first["eval_auc"] - gnn_auc) < 1e-6
+    assert metrics["val_auc"] >= gnn_auc - 1e-6

@@ -85,3 +85,24 @@ def test_offline_default_minilm_loads_truncated(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = build_model("all-MiniLM-L6-v2", "vanilla", num_layers=2)
     assert len(model.bert.encoder.layer) == 2 and model.config.hidden_size == 384
+
+
+def test_end_to_end_kges_are_computed_once_for_eval_and_follow_new_weights(tiny, tmp_path):
+    import torch
+
+    from linklm.llm import EmbeddingClassifier
+
+    ml, gen = tiny
+    model = EmbeddingClassifier(ml.llm_df, ml.source_df, ml.target_df, tmp_path, TINY, kge=gen, end_to_end=True).model
+    model.eval()
+    with torch.no_grad():
+        first = model.node_kges(2)
+        assert model.node_kges(2) is first  # kept for the rest of the evaluation
+    state = {k: v + 0.5 for k, v in model.gnn.state_dict().items()}
+    model.load_state_dict({**model.state_dict(), **{f"gnn.{k}": v for k, v in state.items()}})
+    with torch.no_grad():
+        moved = model.node_kges(2)
+    assert not torch.equal(moved[model.user_type], first[model.user_type])
+    model.train()
+    with torch.no_grad():
+        assert model.node_kges(2) is not model.node_kges(2)  # training: always recomputed

@@ -5,6 +5,8 @@ import pytest
 
 from linklm.llm.tokens import CLS, MOVIE, MOVIE_KGE, SEP, USER, USER_KGE, NodeTokens, PromptBuilder
 
+from .conftest import TINY
+
 
 @pytest.mark.parametrize("kind", ["vanilla", "prompt", "embedding"])
 def test_assembled_ids_equal_full_string_tokenisation(tiny, tokenizer, kind):
@@ -52,3 +54,32 @@ def test_segments_and_kge_token_cost(tiny, tokenizer):
     assert ids[types.index(USER_KGE)] == tokenizer.mask_token_id
     assert USER in types and MOVIE in types
     assert types.index(USER) < types.index(MOVIE) < types.index(USER_KGE) < types.index(MOVIE_KGE)
+
+
+def test_principal_components_fit_on_train_and_order_by_variance():
+    from linklm.llm.tokens import principal_components
+
+    rng = np.random.default_rng(0)
+    scale = np.array([5.0, 0.1, 2.0, 0.5, 1.0, 0.2])
+    tables = {s: (rng.normal(size=(50, 6)) * scale, rng.normal(size=(40, 6)) * scale) for s in ("train", "val")}
+    reduced = principal_components(tables, 3)
+    assert reduced["train"][0].shape == (50, 3) and reduced["val"][1].shape == (40, 3)
+    # An independent computation: the train table's centred SVD, up to each component's sign.
+    users = tables["train"][0]
+    _, _, vt = np.linalg.svd(users - users.mean(0), full_matrices=False)
+    expected = (tables["val"][0] - users.mean(0)) @ vt[:3].T
+    np.testing.assert_allclose(np.abs(reduced["val"][0]), np.abs(expected), atol=1e-8)
+    assert np.all(np.diff(reduced["train"][0].var(0)) < 0)
+    assert principal_components(tables, 0) is tables and principal_components(tables, 6) is tables
+
+
+def test_prompt_writes_the_chosen_number_of_components(tiny, tmp_path):
+    from linklm.llm import PromptClassifier
+
+    ml, gen = tiny
+    full = PromptClassifier(ml.llm_df, ml.source_df, ml.target_df, tmp_path / "a", TINY, kge=gen)
+    short = PromptClassifier(ml.llm_df, ml.source_df, ml.target_df, tmp_path / "b", TINY, kge=gen, prompt_kge_dims=2)
+    src, dst = np.array([0, 1]), np.array([0, 1])
+    extra = full.builder.lengths(src, dst) - short.builder.lengths(src, dst)
+    assert short.written_dims == 2 and np.all(extra == 2 * (gen.config.kge_dim - 2))
+    assert short.builder.batch(src, dst, "test")["input_ids"].shape[1] == short.builder.lengths(src, dst).max()

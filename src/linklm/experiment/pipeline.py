@@ -154,6 +154,8 @@ def classifier_key(kind: str, cfg: Config, manager, gen) -> str:
         upstream["gnn_lr"] = cfg.llm.gnn_lr
     if kind == "fused":
         upstream["head_lr"] = cfg.llm.head_lr
+    if kind == "prompt":
+        upstream["prompt_kge_dims"] = cfg.llm.prompt_kge_dims
     return stage_key("classifier", cfg.llm, **upstream)
 
 
@@ -208,6 +210,7 @@ def _train_classifier(kind: str, cfg: Config, manager, gen, root: Path, key: str
         "llm_model": cfg.llm.model,
         "num_layers": cfg.llm.num_layers,
         "kge_dim": cfg.gnn.kge_dim if kind != "vanilla" else None,
+        **({"prompt_kge_dims": clf.written_dims} if kind == "prompt" else {}),  # KGE tokens per node
         "stage_key": key,
     }  # fmt: skip
     if clf.builder.clipped:  # KGEs as text: components of val/test tables beyond the train range

@@ -77,6 +77,7 @@ def _sub_config(cfg: Config, name: str, kge_dim: int | None, seed: int) -> Confi
     sub.name = name
     sub.llm.seed = seed
     sub.gnn.seed = seed
+    sub.llm.prompt_kge_dims = 0  # the sweep's question is the dimension itself: prompts write all of it
     if kge_dim is not None:
         sub.gnn.kge_dim = kge_dim
     return sub

@@ -36,7 +36,7 @@ from linklm.llm.models import (
     fused_optimizer,
     load_tokenizer,
 )
-from linklm.llm.tokens import NodeTokens, PromptBuilder
+from linklm.llm.tokens import NodeTokens, PromptBuilder, principal_components
 from linklm.runtime import Runtime, precision, resolve_device
 
 
@@ -57,6 +57,7 @@ class LinkClassifier:
     name = "vanilla"  # the model kind: results.json key and folder name
     kge_input = "none"  # how the collator hands KGEs to the model: none, tables or indices
     progress = True  # progress bars while training (the pipeline sets it from the run's config)
+    starts_as_gnn = False  # whether the untrained model scores as the GNN does (then val also sees step 0)
     tracking = "none"  # where training curves also go (linklm.tracking; the pipeline sets it too)
 
     def __init__(
@@ -86,6 +87,8 @@ class LinkClassifier:
         self.tokenizer = load_tokenizer(config.model)
         self.nodes = NodeTokens.from_frames(self.tokenizer, source_df, target_df)
         tables = {s: kge.kge_table(s) for s in SPLITS} if kge is not None else None
+        if self.prompt_format == "prompt":
+            tables = principal_components(tables, config.prompt_kge_dims)
         self.builder = PromptBuilder(self.nodes, self.prompt_format, tables)
         self.model = self._build()
         self._check_context()
@@ -96,6 +99,13 @@ class LinkClassifier:
     @property
     def kge_dim(self) -> int | None:
         return self.kge.config.kge_dim if self.kge is not None else None
+
+    @property
+    def written_dims(self) -> int | None:
+        """KGE components per node the prompt writes as text: llm.prompt_kge_dims of them, else all."""
+        if self.prompt_format != "prompt":
+            return self.kge_dim
+        return min(self.kge_dim, self.config.prompt_kge_dims or self.kge_dim)
 
     def _build(self):
         cfg = self.config
@@ -109,7 +119,7 @@ class LinkClassifier:
 
     def _check_context(self) -> None:
         limit = self.backbone.config.max_position_embeddings
-        needed = self.builder.max_length(self.kge_dim)
+        needed = self.builder.max_length(self.written_dims)
         if needed > limit:
             fits = self.builder.largest_fitting_dim(limit)
             raise UserError(
@@ -238,6 +248,7 @@ class LinkClassifier:
             warmup_ratio=cfg.warmup_ratio, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
             cpu=device.type == "cpu", precision=precision(device), progress=self.progress,
             key=stable_hash(identity), name=self.name, evals_per_epoch=cfg.evals_per_epoch, tracking=self.tracking,
+            eval_on_start=self.starts_as_gnn,
         )  # fmt: skip
         collate = training.SplitCollator({s: self.collator(s, seed=cfg.seed) for s in ("train", "val")},
                                          1 + cfg.neg_ratio, audit=cfg.audit_shards)  # fmt: skip
@@ -372,6 +383,7 @@ class FusedClassifier(LinkClassifier):
     pair as the GNN does. New modules learn at llm.head_lr, the pretrained ones at llm.lr."""
 
     prompt_format, architecture, name, kge_input = "embedding", "fused", "fused", "tables"
+    starts_as_gnn = True  # so selection on val keeps the GNN's own ranking unless training beats it
 
     def _optimizer(self):
         cfg = self.config

@@ -279,15 +279,33 @@ class EndToEndKGEClassifier(nn.Module):
     def _apply(self, fn, recurse=True):
         super()._apply(fn, recurse)
         self.graphs = {code: (fn(x), {rel: fn(a) for rel, a in adj.items()}) for code, (x, adj) in self.graphs.items()}
+        self._frozen_kges = {}
         return self
 
+    # Whatever may change the GNN (a training phase, new weights) drops the KGEs kept for eval.
+    def train(self, mode: bool = True):
+        self._frozen_kges: dict[int, dict[str, Tensor]] = {}
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        self._frozen_kges = {}
+        return super().load_state_dict(*args, **kwargs)
+
     def node_kges(self, split_code: int) -> dict[str, Tensor]:
-        """The GNN's KGEs of every node on one split's graph: {user_type: (num_users, kge_dim), ...}."""
+        """The GNN's KGEs of every node on one split's graph: {user_type: (num_users, kge_dim), ...}.
+        In eval mode without gradients (validation, test) they are computed once per split."""
+        frozen = not self.training and not torch.is_grad_enabled()
+        cache = getattr(self, "_frozen_kges", {})
+        if frozen and split_code in cache:
+            return cache[split_code]
         movie_x, adj = self.graphs[split_code]
         # In fp32 even under bf16 autocast: cuSPARSE has no bf16 sparse-dense product (the GNN's
         # message passing), and the GNN is a sliver of the step's cost.
         with torch.autocast(movie_x.device.type, enabled=False):
-            return self.gnn(movie_x.float(), adj)
+            z = self.gnn(movie_x.float(), adj)
+        if frozen:
+            self._frozen_kges = {**cache, split_code: z}
+        return z
 
     def forward(self, input_ids, attention_mask, token_type_ids, source_idx, target_idx, split_code, labels=None,
                 **kwargs):  # fmt: skip

@@ -62,6 +62,9 @@ class TrainSpec:
     name: str = "classifier"  # for messages: the model kind
     evals_per_epoch: int = 1  # val evaluations per epoch, evenly spaced (the best one is kept)
     tracking: str = "none"  # where the curves also go: none, tensorboard, mlflow, wandb (linklm.tracking)
+    # Also evaluate before the first step, so selection can keep the untrained model: the fused
+    # model starts as its GNN, and keeps that if no later evaluation beats it on val.
+    eval_on_start: bool = False
 
 
 def positive_probability(logits) -> np.ndarray:
@@ -142,6 +145,7 @@ def _arguments(spec: TrainSpec, checkpoints: Path, steps_per_epoch: int, report_
         warmup_steps=spec.warmup_ratio,
         eval_strategy="steps",
         eval_steps=max(1, steps_per_epoch // spec.evals_per_epoch),
+        eval_on_start=spec.eval_on_start,
         # Checkpoints for resuming a killed run, several per epoch; the best model by val AUC is
         # kept apart by KeepBest, since load_best_model_at_end would tie saving to evaluation.
         save_strategy="steps",
