@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from linklm.evaluate import evaluate_scores
+from linklm.evaluate import accuracy_threshold, evaluate_scores
 
 
 def test_perfect_ranking():
@@ -107,3 +107,18 @@ def test_empty_input_raises():
         evaluate_scores([], [])
     with pytest.raises(ValueError, match="nothing to evaluate"):
         evaluate_scores(np.array([]), np.array([]), logits=True)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_accuracy_threshold_is_the_best_cut(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 60)
+    scores = np.round(np.clip(rng.normal(0.7, 0.1, 60) + 0.05 * labels, 0.51, None), 2)  # all above 0.5, ties
+    cut = accuracy_threshold(labels, scores)
+    # brute force: every cut between two distinct scores, and below/above all of them
+    grid = np.unique(scores)
+    cuts = np.r_[grid[0] - 1, (grid[1:] + grid[:-1]) / 2, grid[-1] + 1]
+    best = max(np.mean((scores > c) == labels) for c in cuts)
+    assert np.mean((scores > cut) == labels) == pytest.approx(best)
+    assert evaluate_scores(labels, scores, threshold=cut)["accuracy"] == pytest.approx(best)
+    assert evaluate_scores(labels, scores)["accuracy"] == pytest.approx(np.mean(labels == 1))  # 0.5 says "yes"

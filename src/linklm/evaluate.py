@@ -3,7 +3,8 @@
     evaluate_scores(labels, scores)  ->  {"accuracy", "auc", "f1", "confusion_matrix", "n"}
 
 `scores` are probabilities or logits of the positive class; accuracy, F1 and the confusion matrix
-threshold them at 0.5 (probabilities) or 0 (logits, `logits=True`).
+call a pair positive when its score is above `threshold`: by default 0.5 (probabilities) or 0
+(logits, `logits=True`); the classifiers pass the cut `accuracy_threshold` chose on val.
 """
 
 from __future__ import annotations
@@ -11,17 +12,32 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, roc_auc_score, roc_curve
 
 
-def evaluate_scores(labels, scores, logits: bool = False) -> dict[str, Any]:
+def accuracy_threshold(labels, scores) -> float:
+    """The cut that makes `scores > cut` most accurate on these pairs (val): a model whose scores
+    rank well but sit on one side of 0.5 (a few steps of training) still answers both classes."""
+    labels = np.asarray(labels).reshape(-1).astype(np.int64)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(np.unique(labels)) < 2:
+        return 0.5
+    fpr, tpr, cuts = roc_curve(labels, scores)  # positive where score >= cut
+    positives = labels.sum()
+    correct = tpr * positives + (1 - fpr) * (len(labels) - positives)
+    return float(np.nextafter(cuts[int(np.argmax(correct))], -np.inf))  # >= cut is > the float below
+
+
+def evaluate_scores(labels, scores, logits: bool = False, threshold: float | None = None) -> dict[str, Any]:
     labels = np.asarray(labels).reshape(-1).astype(np.int64)
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if labels.shape != scores.shape:
         raise ValueError(f"labels {labels.shape} and scores {scores.shape} differ in shape")
     if len(labels) == 0:
         raise ValueError("nothing to evaluate")
-    predicted = (scores > (0.0 if logits else 0.5)).astype(np.int64)
+    if threshold is None:
+        threshold = 0.0 if logits else 0.5
+    predicted = (scores > threshold).astype(np.int64)
     both = len(np.unique(labels)) == 2
     return {
         "accuracy": float(accuracy_score(labels, predicted)),

@@ -32,6 +32,11 @@ def test_train_and_evaluate(tiny, tmp_path, cls, kw):
     assert metrics["val_auc"] == max(h["eval_auc"] for h in metrics["val_history"]), "best epoch by val"
     result = clf.evaluate_model(dataset, split="test")
     assert set(result) >= {"accuracy", "auc", "f1", "confusion_matrix"}
+    # accuracy is read at the cut that the selected val evaluation found best, not at 0.5
+    best = max(metrics["val_history"], key=lambda h: h["eval_auc"])
+    assert clf.threshold == metrics["threshold"] == best["eval_threshold"]
+    labels, scores = clf.predict(dataset, "test")
+    assert result["accuracy"] == pytest.approx(np.mean((scores > clf.threshold) == labels))
     assert np.sum(result["confusion_matrix"]) == dataset["test"].num_rows
     steps = [json.loads(line) for line in (tmp_path / "clf" / "train_log.jsonl").read_text().splitlines()]
     assert steps and {"step", "loss", "accuracy"} <= set(steps[0])

@@ -148,7 +148,8 @@ def classifier_key(kind: str, cfg: Config, manager, gen) -> str:
     """The classifier stage key: its kind, the data, the GNN it reads (if any), the llm fields that
     change its result (`artifacts.STAGE_FIELDS`) and the training precision (bf16 on a GPU changes
     the numbers; which device of a kind does not)."""
-    upstream = {"kind": kind, "data": manager.key, "gnn": gen.key if kind != "vanilla" else None,
+    # recipe 2: accuracy and F1 at the val-chosen threshold (was 0.5)
+    upstream = {"kind": kind, "data": manager.key, "gnn": gen.key if kind != "vanilla" else None, "recipe": 2,
                 "precision": precision(resolve_device(cfg.llm.device, "llm.device"))}  # fmt: skip
     if kind == "embedding_e2e":
         upstream["gnn_lr"] = cfg.llm.gnn_lr
@@ -205,7 +206,7 @@ def _train_classifier(kind: str, cfg: Config, manager, gen, root: Path, key: str
         # Share of test pairs answered "yes": far from 0.5 on balanced pairs, the model says one class.
         "test_positive_share": round(sum(row[1] for row in test["confusion_matrix"]) / test["n"], 4),
         **{name: train[name] for name in ("val_auc", "val_history", "best_epoch", "resumed_from", "train_seconds",
-                                          "examples_per_second", "train_examples")},
+                                          "examples_per_second", "train_examples", "threshold")},
         "total_seconds": round(time.perf_counter() - start, 2),
         "llm_model": cfg.llm.model,
         "num_layers": cfg.llm.num_layers,

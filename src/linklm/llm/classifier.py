@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,7 @@ class LinkClassifier:
         self.model = self._build()
         self._check_context()
         self.metrics: dict[str, Any] = {}
+        self.threshold = 0.5  # the cut on P(link) for accuracy and F1; training sets it on val
 
     # --- construction -------------------------------------------------------------------------
 
@@ -258,6 +260,7 @@ class LinkClassifier:
             audit=training.ShardAudit(collate, self.root / "shards") if cfg.audit_shards else None,
         )  # fmt: skip
         self.metrics["batch_size"] = batch_size
+        self.threshold = self.metrics["threshold"]
         if Runtime.current().main:
             with training.hf_progress_bars(self.progress):
                 self.save_pretrained(self.root / "model")
@@ -284,15 +287,16 @@ class LinkClassifier:
         return pairs.labels[np.argsort(order)], unsorted
 
     def evaluate_model(self, dataset=None, split: str = "test", predictions_path: str | Path | None = None):
-        """Accuracy, ROC-AUC, F1 and the confusion matrix on `split` (test by default); with
-        `predictions_path`, every pair's label and score are also written there as Parquet."""
+        """Accuracy, ROC-AUC, F1 and the confusion matrix on `split` (test by default), accuracy and F1
+        at the val-chosen `threshold`; with `predictions_path`, every pair's label and score are also
+        written there as Parquet."""
         labels, scores = self.predict(dataset, split)
         if predictions_path is not None:
             pairs = self.pairs(dataset, split)
             frame = pd.DataFrame({"source_idx": pairs.source_idx, "target_idx": pairs.target_idx,
                                   "label": labels, "score": scores})  # fmt: skip
             write_parquet(predictions_path, frame)
-        return evaluate_scores(labels, scores)
+        return evaluate_scores(labels, scores, threshold=self.threshold)
 
     # --- persistence ----------------------------------------------------------------------------
 
@@ -300,7 +304,8 @@ class LinkClassifier:
         folder = Path(folder)
         self.backbone.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
-        info = {"kind": self.prompt_format, "name": self.name, "llm": dataclasses.asdict(self.config)}
+        info = {"kind": self.prompt_format, "name": self.name, "llm": dataclasses.asdict(self.config),
+                "threshold": self.threshold}  # fmt: skip
         write_json(folder / "linklm.json", info)
 
     def load_pretrained(self, folder: str | Path) -> None:
@@ -312,6 +317,10 @@ class LinkClassifier:
         missing, unexpected = self.backbone.load_state_dict(state, strict=False)
         if unexpected or [k for k in missing if "position_ids" not in k]:
             raise UserError(f"{folder}: weights do not fit this classifier ({(unexpected or missing)[0]})")
+        try:  # the val-chosen cut; 0.5 for weights saved before there was one
+            self.threshold = float(json.loads((folder / "linklm.json").read_text()).get("threshold", 0.5))
+        except (OSError, ValueError, TypeError, AttributeError):
+            self.threshold = 0.5
 
 
 class VanillaClassifier(LinkClassifier):

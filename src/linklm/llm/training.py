@@ -32,7 +32,7 @@ from transformers.utils import logging as hf_logging
 
 from linklm import tracking
 from linklm.errors import UserError
-from linklm.evaluate import evaluate_scores
+from linklm.evaluate import accuracy_threshold, evaluate_scores
 from linklm.io import atomic_path, write_json
 from linklm.llm.collator import PairDataset
 from linklm.runtime import Runtime
@@ -73,8 +73,12 @@ def positive_probability(logits) -> np.ndarray:
 
 
 def _val_metrics(prediction) -> dict[str, float]:
-    metrics = evaluate_scores(prediction.label_ids, positive_probability(prediction.predictions))
-    return {"auc": metrics["auc"], "accuracy": metrics["accuracy"], "f1": metrics["f1"]}
+    """Val AUC, accuracy and F1 at 0.5, and the cut that would make val most accurate (kept with the
+    best weights: test accuracy is read at it)."""
+    scores = positive_probability(prediction.predictions)
+    metrics = evaluate_scores(prediction.label_ids, scores)
+    threshold = accuracy_threshold(prediction.label_ids, scores)
+    return {"auc": metrics["auc"], "accuracy": metrics["accuracy"], "f1": metrics["f1"], "threshold": threshold}
 
 
 def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, folder: Path, *, optimizer=None,
@@ -107,6 +111,7 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
     examples = len(train) * spec.epochs * (collate.examples_per_positive)
     metrics = {
         "val_auc": float(best["eval_auc"]),
+        "threshold": float(best.get("threshold", 0.5)),
         "best_epoch": best["epoch"],
         "val_history": [row for row in trainer.state.log_history if "eval_auc" in row],
         "train_seconds": round(seconds, 2),
@@ -281,7 +286,8 @@ class KeepBest(TrainerCallback):
         auc = (metrics or {}).get("eval_auc")
         if auc is None or (self.best is not None and auc <= self.best["eval_auc"]):
             return
-        self.best = {"eval_auc": float(auc), "epoch": float(state.epoch or 0), "step": state.global_step}
+        self.best = {"eval_auc": float(auc), "epoch": float(state.epoch or 0), "step": state.global_step,
+                     "threshold": float(metrics.get("eval_threshold", 0.5))}  # fmt: skip
         if state.is_world_process_zero:
             self.folder.mkdir(parents=True, exist_ok=True)
             weights = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}

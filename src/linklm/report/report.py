@@ -155,6 +155,8 @@ def _summary(results: dict, models: dict) -> tuple[str, str]:
         rows.append([label, "", _fmt(gnn["test_auc"]), "", _warm_cold_cell(gnn), _fmt(gnn["val_auc"]),
                      _fmt(gnn["train_seconds"], 1), ""])  # fmt: skip
     for kind, m in models.items():
+        if m.get("prompt_kge_dims") and m["prompt_kge_dims"] != m.get("kge_dim"):
+            kind = f"{kind} ({m['prompt_kge_dims']} of {m['kge_dim']} KGE components as text)"
         rows.append([kind, _fmt(m["test_accuracy"]), _fmt(m["test_auc"]), _fmt(m["test_f1"]), _warm_cold_cell(m),
                      _fmt(m["val_auc"]), _fmt(m["train_seconds"], 1), _fmt(m["examples_per_second"], 0)])  # fmt: skip
     md_table, html_table = _table(
