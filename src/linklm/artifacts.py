@@ -57,6 +57,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
         "evals_per_epoch",
         "val_pairs",
         "seed",
+        "ranking_users",  # the sampled ranking is part of a classifier's evaluation (metrics.json)
     ),  # fmt: skip
 }
 

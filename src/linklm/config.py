@@ -114,6 +114,9 @@ class LLMConfig:
     max_train_pairs: int = 0  # (int) cap on train positives per epoch (0 = all); for quick runs
     seed: int = 42  # (int) model initialisation, data order and on-the-fly negatives
     checkpoint_every: int = 0  # (int) steps between resumable checkpoints (0 = four per epoch)
+    # (int) test users of the sampled ranking (one positive among 99 non-edges each; 0 = none): 100
+    # prompts per user, ~12 s per model at 30 users on 2 CPU cores (experiment/ranking.py)
+    ranking_users: int = 30
     audit_shards: bool = False  # (bool) each rank records the train positives it saw per epoch
     models: list[str] = field(default_factory=lambda: list(LLM_KINDS))  # (list) what `linklm run` trains
     device: str = "auto"  # (str) auto, cpu, cuda; bf16/fp16 autocast where the GPU supports it
@@ -122,7 +125,14 @@ class LLMConfig:
         for key in ("epochs", "evals_per_epoch", "batch_size", "eval_batch_size"):
             if getattr(self, key) <= 0:
                 raise UserError(f"config key llm.{key} must be > 0, got {getattr(self, key)}")
-        for key in ("num_layers", "max_train_pairs", "val_pairs", "checkpoint_every", "prompt_kge_dims"):
+        for key in (
+            "num_layers",
+            "max_train_pairs",
+            "val_pairs",
+            "checkpoint_every",
+            "prompt_kge_dims",
+            "ranking_users",
+        ):
             if getattr(self, key) < 0:
                 raise UserError(f"config key llm.{key} must be >= 0, got {getattr(self, key)}")
         for key in ("lr", "gnn_lr", "head_lr", "neg_ratio"):

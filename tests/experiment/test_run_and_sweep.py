@@ -45,13 +45,19 @@ def test_run_writes_results_schema_and_report(run_dir, capsys):
         assert entry["test_pairs_warm"] + entry["test_pairs_cold"] == 2 * results["dataset"]["test"]["supervision_pos"]
         assert {"test_auc_warm", "test_auc_cold"} <= set(entry)
     assert json.loads((run / "config.json").read_text())["gnn"]["kge_dim"] == 4
+    full = results["gnn"]["ranking"]  # over all movies; on 30 movies, 15 non-edges beside each positive
+    assert {f"{m}@{k}" for m in ("recall", "ndcg", "map") for k in (10, 20)} < set(full) and full["users"] > 0
+    sampled = [full["sampled"], results["baselines"]["popularity"]["ranking"]]
+    sampled += [m["ranking"] for m in results["models"].values()]
+    assert all((r["users"], r["candidates"]) == (sampled[0]["users"], 16) and 0 <= r["ndcg@10"] <= r["hr@10"] <= 1
+               for r in sampled) and sampled[0]["users"] > 0  # fmt: skip
     # tracking=tensorboard: event files for the GNN's curve and for every classifier
     for logs in (run / "tensorboard" / "gnn", *(run / "models" / kind / "tensorboard" for kind in results["models"])):
         assert list(logs.glob("events.out.tfevents.*")), logs
     page = (run / "report.html").read_text()
     assert page.count("<img") >= 4 and "embedding_e2e" in page
     best = max(results["models"], key=lambda k: results["models"][k]["test_auc"])
-    assert f"Best on test AUC: {best}" in page and "out of sample" in page
+    assert f"Best on test AUC: {best}" in page and "out of sample" in page and "<h2>Ranking</h2>" in page
     assert "![Test ROC curves" in (run / "report.md").read_text()
 
     # A rerun reuses every stage; the report is rebuilt from results alone.

@@ -29,8 +29,9 @@ def test_pairs(manager) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             manager.llm_df.loc[test, "labels"].to_numpy())  # fmt: skip
 
 
-def floors(manager) -> dict[str, dict[str, Any]]:
-    """Test AUC of scores that need no training: log(1 + deg u) + log(1 + deg m), and deg m."""
+def floors(manager, ranking_users: int = 0) -> dict[str, dict[str, Any]]:
+    """Test AUC of scores that need no training: log(1 + deg u) + log(1 + deg m), and deg m; with
+    `ranking_users`, popularity's HR@10 / NDCG@10 on the sampled candidates (`ranking`)."""
     users, movies = manager.train_degrees
     src, dst, labels = test_pairs(manager)
     scores = {
@@ -40,6 +41,10 @@ def floors(manager) -> dict[str, dict[str, Any]]:
     out = {}
     for name, s in scores.items():
         out[name] = {"test_auc": evaluate_scores(labels, s)["auc"], **warm_cold(manager, src, dst, labels, s)}
+    if ranking_users > 0:
+        from linklm.experiment.ranking import popularity_ranking
+
+        out["popularity"]["ranking"] = popularity_ranking(manager, ranking_users)
     return out
 
 

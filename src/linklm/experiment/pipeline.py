@@ -23,6 +23,7 @@ from linklm import tracking
 from linklm.artifacts import Damaged, seal, sealed, stage_key, unseal
 from linklm.config import LLM_KINDS, Config
 from linklm.errors import UserError
+from linklm.experiment import ranking
 from linklm.io import locked, write_json
 from linklm.runtime import Runtime, precision, resolve_device
 
@@ -99,7 +100,8 @@ def train_gnn(cfg: Config, manager, force: bool = False):
         predictions = cfg.run_dir / "gnn_test_predictions.parquet"
         gnn_predictions(gen, manager, predictions)
         update_results(cfg, "gnn", {**m, "kge_dim": cfg.gnn.kge_dim, "folder": str(gen.folder),
-                                    **_warm_cold(manager, predictions)})  # fmt: skip
+                                    **_warm_cold(manager, predictions),
+                                    "ranking": ranking.gnn_ranking(gen, manager, cfg.llm.ranking_users)})  # fmt: skip
         if cfg.tracking != "none":
             rows = [json.loads(line) for line in (gen.folder / "log.jsonl").read_text().splitlines() if line]
             tracking.log_curve(cfg.tracking, cfg.run_dir, "gnn", rows)
@@ -213,6 +215,7 @@ def _train_classifier(kind: str, cfg: Config, manager, gen, root: Path, key: str
         "kge_dim": cfg.gnn.kge_dim if kind != "vanilla" else None,
         **({"prompt_kge_dims": clf.written_dims} if kind == "prompt" else {}),  # KGE tokens per node
         "stage_key": key,
+        **ranking.classifier_ranking(clf, manager, cfg.llm.ranking_users),  # HR@10, NDCG@10 on sampled candidates
     }  # fmt: skip
     if clf.builder.clipped:  # KGEs as text: components of val/test tables beyond the train range
         metrics["kge_clipped_components"] = clf.builder.clipped
@@ -236,7 +239,7 @@ def run_models(cfg: Config, kinds: list[str], force: bool = False, gnn: bool = T
     if rt.main:
         write_json(cfg.run_dir / "config.json", cfg.to_dict())
     manager = rt.main_first(lambda: prepare_data(cfg))
-    update_results(cfg, "baselines", baselines.floors(manager))
+    update_results(cfg, "baselines", baselines.floors(manager, cfg.llm.ranking_users))
     needs_gnn = gnn or any(k != "vanilla" for k in kinds)
     gen = rt.main_first(lambda: train_gnn(cfg, manager, force=force and rt.main)) if needs_gnn else None
     results = {}

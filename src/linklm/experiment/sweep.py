@@ -78,6 +78,7 @@ def _sub_config(cfg: Config, name: str, kge_dim: int | None, seed: int) -> Confi
     sub.llm.seed = seed
     sub.gnn.seed = seed
     sub.llm.prompt_kge_dims = 0  # the sweep's question is the dimension itself: prompts write all of it
+    sub.llm.ranking_users = 0  # the sweep compares AUC and accuracy; ranking would cost ~12 s per run
     if kge_dim is not None:
         sub.gnn.kge_dim = kge_dim
     return sub

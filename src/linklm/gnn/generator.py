@@ -195,6 +195,8 @@ class GraphRepresentationGenerator:
             return self._train(progress, log)
 
     def _train(self, progress: bool, log: Callable[[str], None] | None) -> dict[str, Any]:
+        from linklm.experiment.ranking import gnn_full_ranking
+
         fit = recipe.fit(self.model, self.graph, self.config, self.device, checkpoint=self.checkpoint_path,
                          key=self.key, progress=progress, say=log or tqdm.write)  # fmt: skip
         self.model.load_state_dict(fit.best_state)
@@ -213,6 +215,9 @@ class GraphRepresentationGenerator:
                 self.device,
                 self.config.seed,
             ),
+            "ranking": gnn_full_ranking(
+                self.graph, self.tables["test"][self.user_type], self.tables["test"][self.movie_type], self.device
+            ),  # test, once
             "best_epoch": fit.best_epoch,
             "epochs": self.config.epochs,
             "train_seconds": round(fit.train_seconds, 3),

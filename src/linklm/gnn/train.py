@@ -42,7 +42,9 @@ from linklm.errors import UserError
 from linklm.gnn.model import LightGCNLink, LinkGNN, adjacency
 from linklm.io import atomic_path
 
-VERSION = 2  # in the GNN stage key: 2 = trained on its own edges only, classifiers' share held out
+# In the GNN stage key: 2 = trained on its own edges only, classifiers' share held out; 3 = metrics
+# carry the full ranking (experiment/ranking.py), so older caches are recomputed.
+VERSION = 3
 GNN = LinkGNN | LightGCNLink
 
 

@@ -267,9 +267,12 @@ class LinkClassifier:
         return self.metrics
 
     @torch.no_grad()
-    def predict(self, dataset=None, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
-        """(labels, positive-class probabilities) of every pair of `split`, in the split's order."""
-        pairs, order = self._by_length(self.pairs(dataset, split))
+    def predict(
+        self, dataset=None, split: str = "test", pairs: PairDataset | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(labels, positive-class probabilities) of every pair of `split`, in the split's order; or
+        of `pairs`, scored as pairs of `split` (its KGE tables and prompts)."""
+        pairs, order = self._by_length(self.pairs(dataset, split) if pairs is None else pairs)
         collate = self.collator(split, negatives=False)
         model = self.model.eval()
         device = next(model.parameters()).device

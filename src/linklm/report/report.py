@@ -35,7 +35,7 @@ def build_report(run_dir: str | Path) -> Path:
         raise UserError(f"{results_path}: no results to report (run `linklm run` first)")
     results = json.loads(results_path.read_text())
     models = {k: results["models"][k] for k in LLM_KINDS if k in results.get("models", {})}
-    sections = [_summary(results, models)]
+    sections = [_summary(results, models), *_ranking_section(results, models)]
     images = _model_figures(run_dir, models)
     later_sections, later_images = _sweep_and_explain(run_dir)
     md, page = _render(run_dir, results, sections + later_sections, images + later_images)
@@ -192,6 +192,30 @@ def _verdict(results: dict, models: dict) -> str:
         sentences.append(f"The GNN scores the classifiers' train pairs at AUC {gnn['classifier_train_auc']:.4f} "
                          f"(test {gnn['test_auc']:.4f}): their KGEs are out of sample.")  # fmt: skip
     return " ".join(sentences)
+
+
+def _ranking_section(results: dict, models: dict) -> list[tuple[str, str]]:
+    """Top-k figures (experiment/ranking.py): every model on the same sampled candidates, and the
+    GNN's full ranking over all movies. Empty when the run computed none."""
+    gnn = results.get("gnn", {}).get("ranking", {})
+    entries = {"popularity (baseline)": results.get("baselines", {}).get("popularity", {}).get("ranking"),
+               "gnn": gnn.get("sampled"), **{k: m.get("ranking") for k, m in models.items()}}  # fmt: skip
+    full = [f"{m}@{k}" for m in ("recall", "ndcg", "map") for k in (10, 20)]
+    rows = {name: [name, _fmt(e.get("hr@10")), _fmt(e.get("ndcg@10"))] + [""] * len(full)
+            for name, e in entries.items() if e}  # fmt: skip
+    if "recall@10" in gnn:
+        rows.setdefault("gnn", ["gnn", "", ""] + [""] * len(full))[3:] = [_fmt(gnn.get(key)) for key in full]
+    if not rows:
+        return []
+    parts = [f"HR@10 and NDCG@10: one test movie of each of {e['users']} test users among {e['candidates']} "
+             "candidates (the others: movies the user never rated), the same for every model."
+             for e in [next((e for e in entries.values() if e), None)] if e]  # fmt: skip
+    if "recall@10" in gnn:
+        parts.append(f"Full ranking (GNN): all test movies of each of {gnn['users']} test users among all movies "
+                     "but their train and val ones.")  # fmt: skip
+    text = " ".join(parts)
+    md_table, html_table = _table(["model", "HR@10", "NDCG@10", *(f"full {k}" for k in full)], list(rows.values()))
+    return [(f"## Ranking\n\n{text}\n\n{md_table}", f"<h2>Ranking</h2><p>{html.escape(text)}</p>{html_table}")]
 
 
 def _warm_cold_cell(entry: dict) -> str:
