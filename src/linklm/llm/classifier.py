@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +104,8 @@ class LinkClassifier:
     @property
     def written_dims(self) -> int | None:
         """KGE components per node the prompt writes as text: llm.prompt_kge_dims of them, else all."""
-        if self.prompt_format != "prompt":
-            return self.kge_dim
-        return min(self.kge_dim, self.config.prompt_kge_dims or self.kge_dim)
+        written = self.prompt_format == "prompt" and self.config.prompt_kge_dims
+        return min(self.kge_dim, written) if written else self.kge_dim
 
     def _build(self):
         cfg = self.config
@@ -320,10 +318,7 @@ class LinkClassifier:
         missing, unexpected = self.backbone.load_state_dict(state, strict=False)
         if unexpected or [k for k in missing if "position_ids" not in k]:
             raise UserError(f"{folder}: weights do not fit this classifier ({(unexpected or missing)[0]})")
-        try:  # the val-chosen cut; 0.5 for weights saved before there was one
-            self.threshold = float(json.loads((folder / "linklm.json").read_text()).get("threshold", 0.5))
-        except (OSError, ValueError, TypeError, AttributeError):
-            self.threshold = 0.5
+        self.threshold = training.saved_threshold(folder / "linklm.json")
 
 
 class VanillaClassifier(LinkClassifier):

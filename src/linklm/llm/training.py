@@ -126,6 +126,14 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
     return trainer.model, metrics
 
 
+def saved_threshold(info_path: Path) -> float:
+    """The val-chosen cut saved with a model (`linklm.json`); 0.5 for one saved before there was one."""
+    try:
+        return float(json.loads(info_path.read_text()).get("threshold", 0.5))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return 0.5
+
+
 @contextlib.contextmanager
 def hf_progress_bars(enabled: bool) -> Iterator[None]:
     """transformers' own progress bars (e.g. "Writing model shards" at each save) on or off for the
