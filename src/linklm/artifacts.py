@@ -58,6 +58,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
         "val_pairs",
         "seed",
         "ranking_users",  # the sampled ranking is part of a classifier's evaluation (metrics.json)
+        "test_pairs",
     ),  # fmt: skip
 }
 

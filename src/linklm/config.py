@@ -100,6 +100,7 @@ class LLMConfig:
     epochs: int = 1  # (int) passes over the train supervision positives
     evals_per_epoch: int = 2  # (int) val evaluations per epoch; the best one is kept
     val_pairs: int = 4000  # (int) val pairs those evaluations score, drawn once per seed (0 = all)
+    test_pairs: int = 0  # (int) test pairs each classifier is scored on, the same for all (0 = all; sweeps)
     batch_size: int = 256  # (int) examples per step, negatives included
     eval_batch_size: int = 512  # (int) examples per step for val/test
     lr: float = 1e-4  # (float) AdamW learning rate of the language model
@@ -132,6 +133,7 @@ class LLMConfig:
             "checkpoint_every",
             "prompt_kge_dims",
             "ranking_users",
+            "test_pairs",
         ):
             if getattr(self, key) < 0:
                 raise UserError(f"config key llm.{key} must be >= 0, got {getattr(self, key)}")

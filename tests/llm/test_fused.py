@@ -81,3 +81,22 @@ def test_fused_selection_sees_the_untrained_model(tiny, tmp_path):
     gnn_auc = evaluate_scores(val.labels, (user * movie).sum(-1).numpy())["auc"]
     assert abs(first["eval_auc"] - gnn_auc) < 1e-6
     assert metrics["val_auc"] >= gnn_auc - 1e-6
+
+
+def test_every_kind_and_seed_scores_the_same_capped_test_pairs(tiny, tmp_path):
+    import pandas as pd
+
+    ml, gen = tiny
+    pairs = []
+    for kind, seed in (("vanilla", 0), ("fused", 1), ("prompt", 2)):
+        cfg = Config()
+        cfg.llm.model, cfg.llm.seed, cfg.llm.test_pairs = TINY, seed, 30
+        clf = make_classifier(kind, cfg, ml, gen, tmp_path / kind)
+        result = clf.evaluate_model(None, "test", predictions_path=tmp_path / f"{kind}.parquet")
+        frame = pd.read_parquet(tmp_path / f"{kind}.parquet")
+        assert result["n"] == len(frame) == 30
+        pairs.append(frame[["source_idx", "target_idx", "label"]])
+    test = ml.llm_index[(ml.llm_df["split"] == "test").to_numpy()]
+    known = set(zip(test["source_idx"], test["target_idx"], strict=True))
+    assert all(pairs[0].equals(p) for p in pairs[1:])
+    assert set(zip(pairs[0]["source_idx"], pairs[0]["target_idx"], strict=True)) <= known

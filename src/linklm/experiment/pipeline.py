@@ -274,7 +274,11 @@ def _ensemble(cfg: Config) -> None:
     paths = [cfg.run_dir / "gnn_test_predictions.parquet", cfg.run_dir / "models/vanilla/test_predictions.parquet"]
     if not all(p.is_file() for p in paths):
         return
-    mean = baselines.average_of([pd.read_parquet(p) for p in paths])
+    gnn, vanilla = (pd.read_parquet(p) for p in paths)
+    if len(vanilla) != len(gnn):  # vanilla scored llm.test_pairs of the test pairs: the GNN on the same
+        keys = ["source_idx", "target_idx"]
+        gnn = vanilla[keys].merge(gnn.drop_duplicates(keys), on=keys, how="left")
+    mean = baselines.average_of([gnn, vanilla])
     update_results(
         cfg, "baselines", {"gnn_vanilla_average": {"test_auc": evaluate_scores(mean["label"], mean["score"])["auc"]}}
     )

@@ -33,12 +33,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "models": ["prompt", "embedding_frozen"],
         "overrides": {},
     },  # fmt: skip
-    # The laptop-sized question: fewer dimensions and train positives, never fewer than 5 seeds.
+    # The laptop-sized question: fewer dimensions, train positives and scored pairs (the same fixed
+    # 4,000 of the 20,000 test pairs for every arm and seed), never fewer than 5 seeds.
     "small": {
-        "dims": [4, 32],
+        "dims": [4, 16],
         "seeds": [0, 1, 2, 3, 4],
         "models": ["prompt", "embedding_frozen"],
-        "overrides": {"llm": {"max_train_pairs": 2000}, "gnn": {"epochs": 150}},
+        "overrides": {"llm": {"max_train_pairs": 2000, "val_pairs": 2000, "test_pairs": 4000}, "gnn": {"epochs": 150}},
     },  # fmt: skip
 }
 ALPHA = 0.05

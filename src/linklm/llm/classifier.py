@@ -223,11 +223,7 @@ class LinkClassifier:
 
     def _val_pairs(self, dataset) -> PairDataset:
         """The val pairs that select the model: llm.val_pairs of them, the same for every kind of a seed."""
-        val, cap = self.pairs(dataset, "val"), self.config.val_pairs
-        if cap and len(val) > cap:
-            keep = np.sort(np.random.default_rng([self.config.seed, 7]).choice(len(val), cap, replace=False))
-            val = PairDataset(val.source_idx[keep], val.target_idx[keep], val.labels[keep])
-        return val
+        return self.pairs(dataset, "val").subsample(self.config.val_pairs, [self.config.seed, 7])
 
     def train_model_on_data(
         self, dataset=None, epochs: int | None = None, batch_size: int | None = None, callbacks: list | None = None
@@ -290,10 +286,11 @@ class LinkClassifier:
     def evaluate_model(self, dataset=None, split: str = "test", predictions_path: str | Path | None = None):
         """Accuracy, ROC-AUC, F1 and the confusion matrix on `split` (test by default), accuracy and F1
         at the val-chosen `threshold`; with `predictions_path`, every pair's label and score are also
-        written there as Parquet."""
-        labels, scores = self.predict(dataset, split)
+        written there as Parquet. On test, llm.test_pairs of them: the same for every kind and seed."""
+        pairs = self.pairs(dataset, split)
+        pairs = pairs.subsample(self.config.test_pairs, [0, 11]) if split == "test" else pairs
+        labels, scores = self.predict(dataset, split, pairs=pairs)
         if predictions_path is not None:
-            pairs = self.pairs(dataset, split)
             frame = pd.DataFrame({"source_idx": pairs.source_idx, "target_idx": pairs.target_idx,
                                   "label": labels, "score": scores})  # fmt: skip
             write_parquet(predictions_path, frame)

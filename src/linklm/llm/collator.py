@@ -35,6 +35,13 @@ class PairDataset(Dataset):
     def __getitem__(self, i: int) -> dict[str, int]:
         return {"source_idx": self.source_idx[i], "target_idx": self.target_idx[i], "labels": self.labels[i]}
 
+    def subsample(self, cap: int, seed) -> PairDataset:
+        """`cap` of the pairs (all when cap is 0 or not below their number), drawn by `seed`, in order."""
+        if not cap or len(self) <= cap:
+            return self
+        keep = np.sort(np.random.default_rng(seed).choice(len(self), cap, replace=False))
+        return PairDataset(self.source_idx[keep], self.target_idx[keep], self.labels[keep])
+
 
 class LinkCollator:
     """Turns a list of pairs into model inputs for one split.
