@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from linklm.cli import main
-from linklm.config import data_config
+from linklm.config import data_config, load_config
 from linklm.data import InteractionsManager, open_dataset
 from linklm.llm.models import load_tokenizer
 from linklm.llm.tokens import NodeTokens, PromptBuilder
@@ -53,6 +53,14 @@ def test_the_example_files_are_what_the_script_writes(tmp_path):
     script.main(tmp_path / "out")
     for name in ("interactions.csv", "items.csv"):
         assert (tmp_path / "out" / name).read_bytes() == (BOOKCLUB / name).read_bytes(), name
+
+
+def test_the_example_config_opens_with_its_command_and_names_the_files():
+    path = EXAMPLES / "bookclub.yaml"
+    assert path.read_text(encoding="utf-8").startswith("# linklm run --config examples/bookclub.yaml")
+    cfg = load_config(path).data
+    assert (EXAMPLES.parent / cfg.interactions).is_file() and (EXAMPLES.parent / cfg.items).is_file()
+    assert {key: getattr(cfg, key) for key in COLUMNS} == COLUMNS
 
 
 def test_the_example_reads_as_its_files_say():
