@@ -1,6 +1,8 @@
 """The `linklm` command line.
 
     linklm data  [--dataset NAME] [--path P]                     prepare data, print split sizes
+    linklm data  --interactions F --items F [--user-column C] [--item-column C] [--text-columns A,B]
+                                                                 the same for any user-item dataset
     linklm gnn   [--kge-dim D] [--epochs N] [--run NAME]         train (or load) the GNN
     linklm train --model vanilla|prompt|embedding [--run NAME]   train and test one classifier
     linklm run   [--config FILE]                                 every stage (make run)
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import os
 import sys
 import warnings
@@ -37,15 +40,23 @@ def _config(args: argparse.Namespace, extra: list[tuple[str, object]]) -> Config
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    from linklm.data import MovieLensManager
+    from linklm.data import dataset_name, open_dataset
     from linklm.data.graph import format_summary
 
-    cfg = _config(args, [("data.dataset", args.dataset), ("data.path", args.path)])
-    manager = MovieLensManager(config=cfg.data, force_recompute=args.force)
+    tables = [("interactions", args.interactions), ("items", args.items), ("user_column", args.user_column),
+              ("item_column", args.item_column), ("text_columns", _names(args.text_columns))]  # fmt: skip
+    # JSON is YAML: a path or a column name stays a string, whatever it looks like ("yes", "1e3").
+    tables = [(f"data.{key}", json.dumps(value)) for key, value in tables if value is not None]
+    cfg = _config(args, [("data.dataset", args.dataset), ("data.path", args.path), *tables])
+    manager = open_dataset(cfg.data, force=args.force)
     origin = "cache" if manager.from_cache else "built"
-    print(f"dataset {cfg.data.dataset} ({origin}: {manager.folder})")
+    print(f"dataset {dataset_name(cfg.data)} ({origin}: {manager.folder})")
     print(format_summary(manager.summary(), manager.seconds))
     return 0
+
+
+def _names(text: str | None) -> list[str] | None:
+    return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
 
 
 def cmd_gnn(args: argparse.Namespace) -> int:
@@ -142,9 +153,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--force", action="store_true", help="redo cached stages")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. data.seed=7")
 
-    p = sub.add_parser("data", help="prepare a MovieLens dataset and print its split sizes")
+    p = sub.add_parser("data", help="prepare a dataset (MovieLens, or any user-item files) and print its split sizes")
     p.add_argument("--dataset", help="ml-100k (embedded), ml-1m, ml-10m, ml-latest-small, ml-20m, ml-25m, ml-32m")
     p.add_argument("--path", help="a local zip or folder in any GroupLens or RecBole layout")
+    p.add_argument("--interactions", help="any user-item dataset: one interaction a row (.csv, .tsv, .tab, .parquet)")
+    p.add_argument("--items", help="its items: the item id column and the item text (.csv, .tsv, .tab, .parquet)")
+    p.add_argument("--user-column", help="user id column of the interactions (default user_id)")
+    p.add_argument("--item-column", help="item id column, the same in both files (default item_id)")
+    p.add_argument("--text-columns", help="item columns the prompt shows, e.g. title,author (default: all but the id)")
     common(p)
     p.set_defaults(func=cmd_data)
 

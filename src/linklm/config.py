@@ -42,6 +42,16 @@ class DataConfig:
     disjoint_train_ratio: float = 0.1
     neg_ratio: float = 1.0  # (float) fixed val/test negatives per positive
     seed: int = 42  # (int) seed of the split and of the fixed negatives
+    # Any user–item dataset instead of MovieLens (linklm.data.interactions): two files, each .csv,
+    # .tsv/.tab or .parquet. Every row of `interactions` is a link; `items` describes the items.
+    interactions: str | None = None  # (str) the user–item file: one row per interaction
+    items: str | None = None  # (str) the item file: the item id column and the item's text
+    user_column: str = "user_id"  # (str) the user id column of the interactions file
+    item_column: str = "item_id"  # (str) the item id column, named the same in both files
+    # (list) item columns the prompt shows after the item id, in order, joined by [SEP]; empty:
+    # every column of the items file but the item id. A column named `genres` ("a|b") also gives
+    # the GNN's one-hot item features.
+    text_columns: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         for key in ("val_ratio", "test_ratio", "disjoint_train_ratio"):
@@ -52,6 +62,24 @@ class DataConfig:
             raise UserError("config keys data.val_ratio + data.test_ratio must be < 1")
         if self.neg_ratio <= 0:
             raise UserError(f"config key data.neg_ratio must be > 0, got {self.neg_ratio}")
+        self._validate_tables()
+
+    def _validate_tables(self) -> None:
+        if (self.interactions is None) != (self.items is None):
+            raise UserError("config keys data.interactions and data.items go together: set both or neither")
+        if self.interactions is not None and self.path is not None:
+            raise UserError("config keys data.path and data.interactions exclude each other: set one")
+        for key in ("interactions", "items", "user_column", "item_column"):
+            if getattr(self, key) == "":
+                raise UserError(f"config key data.{key} must not be empty")
+        if self.user_column == self.item_column:
+            raise UserError(f"config keys data.user_column and data.item_column must differ ({self.item_column!r})")
+        for column in self.text_columns:
+            if not column or column == self.item_column or self.text_columns.count(column) > 1:
+                raise UserError(
+                    f"config key data.text_columns: {column!r} must be a non-empty item column other than "
+                    f"data.item_column, named once"
+                )
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 `BipartiteGraphManager` holds three tables and derives everything else from them:
     source_df: source_idx, source_id [, features]          one row per source node (users)
-    target_df: target_idx, target_id, title, genres         one row per target node (movies)
+    target_df: target_idx, target_id, title, genres [, prompt_feature_<name> ...]
+                                                            one row per target node (movies, items)
     edge_df:   source_idx, target_idx, source_id, target_id, rating, timestamp, split, supervision
     neg_df:    source_idx, target_idx, split                fixed val/test negatives
 
@@ -29,7 +30,7 @@ import torch
 
 from linklm.artifacts import seal, unseal
 from linklm.config import SPLITS, DataConfig
-from linklm.data.tables import build_tables
+from linklm.data.tables import TEXT_PREFIX, build_tables, item_text
 from linklm.errors import UserError
 from linklm.io import atomic_dir, write_json
 
@@ -63,7 +64,8 @@ class BipartiteGraphManager:
         cls, source_df: pd.DataFrame, target_df: pd.DataFrame, edge_df: pd.DataFrame, config: DataConfig
     ) -> BipartiteGraphManager:
         """Build from raw tables: `source_df` has `source_id`, `target_df` has `target_id` (and
-        `title`, `genres`), `edge_df` has `source_id`, `target_id` (and optionally `rating`, `timestamp`)."""
+        `title`, `genres`, or the prompt's text in `prompt_feature_<name>` columns: `tables.item_text`),
+        `edge_df` has `source_id`, `target_id` (and optionally `rating`, `timestamp`)."""
         return cls(build_tables(source_df, target_df, edge_df, config), config)
 
     @classmethod
@@ -222,8 +224,6 @@ class BipartiteGraphManager:
             part.insert(2, "split", split)
             parts.append(part)
         idx = pd.concat(parts, ignore_index=True)
-        titles = self.target_df["title"].to_numpy()
-        genre_text = np.array([str(list(g)) for g in self.target_df["genres"]], dtype=object)
         target_idx = idx["target_idx"].to_numpy()
         # Categoricals keep the text columns at one int per row even at ml-32m's 30 M rows.
         llm = pd.DataFrame(
@@ -232,8 +232,8 @@ class BipartiteGraphManager:
                 "target_id": self.target_df["target_id"].to_numpy()[target_idx],
                 "split": pd.Categorical(idx["split"], categories=list(SPLITS)),
                 "labels": idx["labels"].to_numpy(),
-                "prompt_feature_title": _categorical(titles, target_idx),
-                "prompt_feature_genres": _categorical(genre_text, target_idx),
+                # MovieLens: prompt_feature_title, prompt_feature_genres (the seed's columns)
+                **{f"{TEXT_PREFIX}{name}": _categorical(text, target_idx) for name, text in item_text(self.target_df)},
             }
         )
         return llm, idx[["source_idx", "target_idx"]]

@@ -75,7 +75,7 @@ def _extracted(archive: Path, target: Path) -> Path:
     return target
 
 
-def _cached_tables(folder: Path, quiet: bool = False) -> dict[str, pd.DataFrame] | None:
+def cached_tables(folder: Path, quiet: bool = False) -> dict[str, pd.DataFrame] | None:
     """The tables of a sealed cache folder; None if there is none, or (with one warning unless
     `quiet`) if it is damaged."""
     if not sealed(folder):
@@ -135,10 +135,10 @@ class MovieLensManager(BipartiteGraphManager):
         key = stage_key("data", config, files=prints)
         label = config.dataset if config.path is None else Path(config.path).stem
         folder = Path(config.cache_dir) / f"{label}-{key}"
-        tables = None if force_recompute else _cached_tables(folder)
+        tables = None if force_recompute else cached_tables(folder)
         if tables is None:
             with locked(folder):  # one builder at a time; who waited finds the cache built
-                tables = None if force_recompute else _cached_tables(folder, quiet=True)
+                tables = None if force_recompute else cached_tables(folder, quiet=True)
                 if tables is None:
                     raw = read_folder(source)
                     super().__init__(build_tables(*tables_from_raw(raw), config), config)

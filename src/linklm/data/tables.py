@@ -17,6 +17,8 @@ import pandas as pd
 from linklm.config import SPLITS, DataConfig
 from linklm.errors import UserError
 
+TEXT_PREFIX = "prompt_feature_"  # target_df columns holding item text; llm_df's columns share the names
+
 
 def assign_split(n_edges: int, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     """Seeded RandomLinkSplit roles for `n_edges` edges.
@@ -63,6 +65,20 @@ def sample_negatives(
         _, first = np.unique(draw, return_index=True)
         chosen = draw[np.sort(first)][:count]  # keep draw order, so the result is reproducible
     return chosen // n_target, chosen % n_target
+
+
+def item_text(target_df: pd.DataFrame) -> list[tuple[str, np.ndarray]]:
+    """The fields the prompt shows after an item's id, in order: (name, (num_targets,) str).
+
+    A dataset read from generic tables names them in `prompt_feature_<name>` columns
+    (`linklm.data.interactions`); without such columns they are the seed's MovieLens fields,
+    `title` and the Python repr of the `genres` list.
+    """
+    named = [c for c in target_df.columns if c.startswith(TEXT_PREFIX)]
+    if named:
+        return [(c.removeprefix(TEXT_PREFIX), target_df[c].to_numpy(dtype=object)) for c in named]
+    genres = np.array([str(list(g)) for g in target_df["genres"]], dtype=object)
+    return [("title", target_df["title"].to_numpy()), ("genres", genres)]
 
 
 def _latest_edges(edge_df: pd.DataFrame) -> np.ndarray | None:

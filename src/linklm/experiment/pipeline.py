@@ -66,11 +66,11 @@ def update_results(cfg: Config, section: str, values: Any) -> None:
 
 
 def prepare_data(cfg: Config, force: bool = False):
-    from linklm.data import MovieLensManager
+    from linklm.data import dataset_name, open_dataset
 
-    manager = MovieLensManager(config=cfg.data, force_recompute=force)
+    manager = open_dataset(cfg.data, force=force)
     s = manager.summary()
-    name = cfg.data.dataset if cfg.data.path is None else Path(cfg.data.path).name
+    name = dataset_name(cfg.data)
     Runtime.current().say(
         f"[data] {name}: {s['users']:,} users, {s['movies']:,} movies, {s['ratings']:,} ratings; "
         f"train/val/test supervision {s['train']['supervision_pos']:,}/{s['val']['supervision_pos']:,}/"

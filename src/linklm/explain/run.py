@@ -179,7 +179,7 @@ def open_run(run_dir: str | Path) -> tuple[Config, Any, Any, dict[str, Path]]:
 
     Everything comes from caches; nothing is trained. Models that cannot be loaded are skipped with
     a one-line warning; UserError when none is left."""
-    from linklm.data import MovieLensManager
+    from linklm.data import open_dataset
 
     run = Path(run_dir)
     if not (run / "config.json").is_file():
@@ -188,7 +188,7 @@ def open_run(run_dir: str | Path) -> tuple[Config, Any, Any, dict[str, Path]]:
     folders = _model_folders(run, cfg)
     if not folders:
         raise UserError(f"{run / 'models'}: no trained model to explain (run `linklm run` first; explain never trains)")
-    manager = MovieLensManager(config=cfg.data)
+    manager = open_dataset(cfg.data)
     gen = None
     if any(k != "vanilla" for k in folders):
         from linklm.gnn import GraphRepresentationGenerator

@@ -134,10 +134,11 @@ class LinkClassifier:
         out = []
         for ids, frame, col in ((source_ids, self.source_df, "source_id"), (target_ids, self.target_df, "target_id")):
             known = frame[col].to_numpy()
-            ids = np.asarray(ids, dtype=np.int64)
+            ids = np.asarray(ids, dtype=known.dtype)  # int64, or text ids (linklm.data.interactions)
             pos = np.clip(np.searchsorted(known, ids), 0, len(known) - 1)
             if len(ids) and (known[pos] != ids).any():
-                raise UserError(f"unknown {col} {int(ids[known[pos] != ids][0])}")
+                bad = ids[known[pos] != ids][0]
+                raise UserError(f"unknown {col} {bad.item() if isinstance(bad, np.generic) else bad}")
             out.append(pos)
         return out[0], out[1]
 

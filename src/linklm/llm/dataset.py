@@ -11,6 +11,7 @@ from __future__ import annotations
 import pandas as pd
 
 from linklm.config import SPLITS
+from linklm.data.tables import TEXT_PREFIX
 from linklm.llm.tokens import vanilla_prompt
 
 
@@ -20,9 +21,11 @@ def dataset_dict(llm_df: pd.DataFrame, tokenize_function=None):
     from datasets import Dataset, DatasetDict
 
     llm = llm_df.copy()
-    for col in ("split", "prompt_feature_title", "prompt_feature_genres"):
+    # MovieLens: prompt_feature_title, prompt_feature_genres; another dataset: its item text columns.
+    fields = [c for c in llm.columns if c.startswith(TEXT_PREFIX)]
+    for col in ("split", *fields):
         llm[col] = llm[col].astype(str)
-    columns = ("source_id", "target_id", "prompt_feature_title", "prompt_feature_genres")
+    columns = ("source_id", "target_id", *fields)
     llm["prompt"] = [vanilla_prompt(*row) for row in zip(*(llm[c] for c in columns), strict=True)]
     parts = {}
     for split in SPLITS:

@@ -4,7 +4,8 @@ Every user and every movie is tokenised once; an example's ids are the concatena
 user's and its movie's pieces, so the cost grows with the number of nodes, not of edges. The
 result equals what the HF tokenizer gives for the full prompt string (tested):
 
-    vanilla    [CLS] user_id [SEP] movie_id [SEP] title [SEP] genres [SEP]
+    vanilla    [CLS] user_id [SEP] movie_id [SEP] title [SEP] genres [SEP]   (another dataset: its
+               item text columns in place of title and genres, `data.text_columns`)
     prompt     ... genres [SEP] <user KGE as d tokens> [SEP] <movie KGE as d tokens> [SEP]
     embedding  ... genres [MASK] [MASK] [SEP]                 (the two [MASK] slots get the KGEs)
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from linklm.config import PROMPT_FORMAT
+from linklm.data.tables import item_text
 
 # Segment ids, shared by every classifier: the token-type table is grown to len(SEGMENTS).
 CLS, SEP, USER, MOVIE, USER_KGE, MOVIE_KGE = range(6)
@@ -59,14 +61,10 @@ class Pieces:
         return cls(ids.astype(np.int64), np.full((n, width), segment, dtype=np.int64), np.full(n, width, np.int64))
 
 
-def genres_text(genres) -> str:
-    """The seed's genre feature: the Python repr of the genre list, "['Comedy', 'Drama']"."""
-    return str(list(genres))
-
-
-def vanilla_prompt(source_id, target_id, title: str, genres: str) -> str:
-    """The seed's prompt; `genres` is already the formatted string of llm_df."""
-    return f"{source_id}[SEP]{target_id}[SEP]{title}[SEP]{genres}"
+def vanilla_prompt(source_id, target_id, *fields: str) -> str:
+    """The seed's prompt, `user_id[SEP]movie_id[SEP]title[SEP]genres` on MovieLens (`genres` is
+    already the formatted string of llm_df); another dataset's item text fields in their order."""
+    return "[SEP]".join(str(part) for part in (source_id, target_id, *fields))
 
 
 def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
@@ -76,28 +74,30 @@ def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
 class NodeTokens:
     """The token pieces of every user and movie, computed once per tokenizer and dataset.
 
-    source_ids: (num_users,) dataset ids; target_df: movies with target_id, title, genres.
+    source_ids: (num_users,) dataset ids; target_ids: (num_movies,) dataset ids; fields: the item
+    text after the id, one (num_movies,) sequence per field (MovieLens: titles, genres), each
+    field joined to the next by [SEP].
     """
 
-    def __init__(self, tokenizer, source_ids, target_ids, titles, genres):
+    def __init__(self, tokenizer, source_ids, target_ids, *fields):
         self.tokenizer = tokenizer
         self.cls_id, self.sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
         self.pad_id, self.mask_id = tokenizer.pad_token_id, tokenizer.mask_token_id
         user_ids = _tokenize(tokenizer, [str(s) for s in source_ids])
         self.users = Pieces.from_lists(user_ids, [[USER] * len(x) for x in user_ids])
-        mid = _tokenize(tokenizer, [str(t) for t in target_ids])
-        title = _tokenize(tokenizer, [str(t) for t in titles])
-        genre = _tokenize(tokenizer, [str(g) for g in genres])
-        sep = [self.sep_id]
-        movie_ids = [a + sep + b + sep + c for a, b, c in zip(mid, title, genre, strict=True)]
-        movie_types = [
-            [MOVIE] * len(a) + [SEP] + [MOVIE] * len(b) + [SEP] + [MOVIE] * len(c)
-            for a, b, c in zip(mid, title, genre, strict=True)
-        ]
-        # The [SEP]s inside a movie piece keep the SEP segment, as every other [SEP] does.
+        parts = [_tokenize(tokenizer, [str(t) for t in column]) for column in (target_ids, *fields)]
+        movie_ids, movie_types = [], []
+        for pieces in zip(*parts, strict=True):
+            ids, types = list(pieces[0]), [MOVIE] * len(pieces[0])
+            for piece in pieces[1:]:
+                # The [SEP]s inside a movie piece keep the SEP segment, as every other [SEP] does.
+                ids += [self.sep_id, *piece]
+                types += [SEP] + [MOVIE] * len(piece)
+            movie_ids.append(ids)
+            movie_types.append(types)
         self.movies = Pieces.from_lists(movie_ids, movie_types)
         self.user_text = [str(s) for s in source_ids]
-        self.movie_text = [f"{t}[SEP]{a}[SEP]{b}" for t, a, b in zip(target_ids, titles, genres, strict=True)]
+        self.movie_text = ["[SEP]".join(str(x) for x in row) for row in zip(target_ids, *fields, strict=True)]
         self.number_ids = np.array(
             [ids[0] for ids in _tokenize(tokenizer, [str(i) for i in range(KGE_BINS)])], dtype=np.int64
         )
@@ -107,13 +107,9 @@ class NodeTokens:
 
     @classmethod
     def from_frames(cls, tokenizer, source_df, target_df) -> NodeTokens:
-        return cls(
-            tokenizer,
-            source_df["source_id"].tolist(),
-            target_df["target_id"].tolist(),
-            target_df["title"].tolist(),
-            [genres_text(g) for g in target_df["genres"]],
-        )
+        """From the manager's tables; the item text is `linklm.data.tables.item_text`'s fields."""
+        fields = [text.tolist() for _, text in item_text(target_df)]
+        return cls(tokenizer, source_df["source_id"].tolist(), target_df["target_id"].tolist(), *fields)
 
     def kge_pieces(self, bins: np.ndarray, segment: int) -> Pieces:
         """Token pieces of binned KGEs: bins (n, d) ints in [0, KGE_BINS) -> one token per dimension."""
