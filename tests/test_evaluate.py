@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from linklm.evaluate import accuracy_threshold, evaluate_scores
+from linklm.evaluate import accuracy_threshold, evaluate_scores, paired_auc_gain
 
 
 def test_perfect_ranking():
@@ -122,3 +122,16 @@ def test_accuracy_threshold_is_the_best_cut(seed):
     assert np.mean((scores > cut) == labels) == pytest.approx(best)
     assert evaluate_scores(labels, scores, threshold=cut)["accuracy"] == pytest.approx(best)
     assert evaluate_scores(labels, scores)["accuracy"] == pytest.approx(np.mean(labels == 1))  # 0.5 says "yes"
+
+
+def test_paired_auc_gain_interval():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    good, noise = labels + rng.normal(0, 0.8, 400), rng.normal(0, 1, 400)
+    out = paired_auc_gain(labels, good, noise)
+    assert out["auc_gain"] == pytest.approx(roc_auc_score(labels, good) - roc_auc_score(labels, noise))
+    assert 0 < out["ci95"][0] <= out["auc_gain"] <= out["ci95"][1]
+    same = paired_auc_gain(labels, good, good)
+    assert same["auc_gain"] == 0 and same["ci95"] == [0.0, 0.0]

@@ -58,6 +58,12 @@ def test_run_writes_results_schema_and_report(run_dir, capsys):
     assert page.count("<img") >= 4 and "embedding_e2e" in page
     best = max(results["models"], key=lambda k: results["models"][k]["test_auc"])
     assert f"Best on test AUC: {best}" in page and "out of sample" in page and "<h2>Ranking</h2>" in page
+    margins = results["margins"]  # the verdict's intervals: paired bootstrap of the best model's AUC gains
+    assert margins["best"] == best and {"over_gnn", "over_vanilla"} <= set(margins) or best == "vanilla"
+    gain = margins["over_gnn"]
+    assert gain["ci95"][0] <= gain["auc_gain"] <= gain["ci95"][1]
+    assert gain["auc_gain"] == pytest.approx(results["models"][best]["test_auc"] - results["gnn"]["test_auc"])
+    assert "95 % CI" in page
     assert "![Test ROC curves" in (run / "report.md").read_text()
 
     # A rerun reuses every stage; the report is rebuilt from results alone.

@@ -72,3 +72,22 @@ def average_of(frames: list[pd.DataFrame]) -> pd.DataFrame:
     out = first[["source_idx", "target_idx", "label"]].copy()
     out["score"] = np.mean([f["score"].to_numpy() for f in frames], axis=0)
     return out
+
+
+def margins(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    """The best model by test AUC (of `tables`: {name: its test predictions}, the GNN's under
+    "gnn") and its gain over vanilla and over the GNN, each with a paired bootstrap interval, on
+    the pairs both scored."""
+    from linklm.evaluate import paired_auc_gain
+
+    keys = ["source_idx", "target_idx"]
+    aucs = {name: evaluate_scores(t["label"], t["score"])["auc"] for name, t in tables.items() if name != "gnn"}
+    if not aucs:
+        return {}
+    best = max(aucs, key=aucs.get)
+    out: dict[str, Any] = {"best": best}
+    for other in ("vanilla", "gnn"):
+        if other in tables and other != best:
+            both = tables[best].merge(tables[other].drop_duplicates(keys), on=keys, suffixes=("", "_base"))
+            out[f"over_{other}"] = paired_auc_gain(both["label"], both["score"], both["score_base"])
+    return out

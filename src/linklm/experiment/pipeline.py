@@ -251,7 +251,21 @@ def run_models(cfg: Config, kinds: list[str], force: bool = False, gnn: bool = T
         update_results(cfg, "models", {kind: results[kind]})
     if rt.main:
         _ensemble(cfg)
+        _margins(cfg, kinds)
     return results
+
+
+def _margins(cfg: Config, kinds: list[str]) -> None:
+    """results.json `margins`: the best classifier's test AUC gain over vanilla and the GNN, with intervals."""
+    import pandas as pd
+
+    from linklm.experiment import baselines
+
+    paths = {"gnn": cfg.run_dir / "gnn_test_predictions.parquet"}
+    paths.update({kind: cfg.run_dir / "models" / kind / "test_predictions.parquet" for kind in kinds})
+    tables = {name: pd.read_parquet(path) for name, path in paths.items() if path.is_file()}
+    if len(tables) > 1:
+        update_results(cfg, "margins", baselines.margins(tables))
 
 
 def _warm_cold(manager, predictions: Path) -> dict[str, Any]:

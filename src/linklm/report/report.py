@@ -35,6 +35,9 @@ def build_report(run_dir: str | Path) -> Path:
         raise UserError(f"{results_path}: no results to report (run `linklm run` first)")
     results = json.loads(results_path.read_text())
     models = {k: results["models"][k] for k in LLM_KINDS if k in results.get("models", {})}
+    sweep = run_dir / "sweep" / "sweep.json"
+    if sweep.is_file():  # the verdict also gives the sweep's answer
+        results["sweep_answer"] = json.loads(sweep.read_text()).get("answer", "")
     sections = [_summary(results, models), *_ranking_section(results, models)]
     images = _model_figures(run_dir, models)
     later_sections, later_images = _sweep_and_explain(run_dir)
@@ -177,13 +180,21 @@ def _verdict(results: dict, models: dict) -> str:
     best, m = max(models.items(), key=lambda item: item[1]["test_auc"])
     parts = [f"**Best on test AUC: {best}, {m['test_auc']:.4f}**"]
     gnn, vanilla = results.get("gnn"), models.get("vanilla")
+    margins = results.get("margins", {}) if results.get("margins", {}).get("best") == best else {}
+
+    def interval(other: str) -> str:  # the paired bootstrap's 95 % interval of the gain, when the run has it
+        low, high = margins.get(f"over_{other}", {}).get("ci95", (None, None))
+        return "" if low is None else f" (95 % CI {low:+.4f} to {high:+.4f})"
+
     if vanilla and best != "vanilla":
-        parts.append(f"{m['test_auc'] - vanilla['test_auc']:+.4f} over vanilla (text only)")
+        parts.append(f"{m['test_auc'] - vanilla['test_auc']:+.4f}{interval('vanilla')} over vanilla (text only)")
     if gnn:
         gap = m["test_auc"] - gnn["test_auc"]
         shown = f"{gap:+.4f}" if abs(gap) >= 5e-5 else f"{gap:+.1e}, level with"
-        parts.append(f"{shown} over the GNN it is fed ({gnn['test_auc']:.4f})")
+        parts.append(f"{shown}{interval('gnn')} over the GNN it is fed ({gnn['test_auc']:.4f})")
     sentences = [", ".join(parts) + "."]
+    if results.get("sweep_answer"):
+        sentences.append(f"Sweep: {results['sweep_answer']}")
     floors = results.get("baselines", {})
     if floors:
         listed = ", ".join(f"{name} {f['test_auc']:.4f}" for name, f in sorted(floors.items()))
