@@ -12,11 +12,14 @@ Each reader returns the same `RawTables`:
 | csv      | ratings.csv, movies.csv        | UTF-8, quoted titles (ml-latest-small, ml-20m/25m/32m)   |
 | recbole  | *.inter, *.item [, *.user]     | tab separated with `name:type` headers, UTF-8            |
 
-Every problem with a file raises `UserError` with one line naming the file.
+Every problem with a file raises `UserError` with one line naming the file. A UTF-8 byte-order mark
+(Excel writes one) is dropped from the start of any file. `is_input` names the files some reader
+opens: the only members extracted from an archive, and the inputs of the data cache key.
 """
 
 from __future__ import annotations
 
+import codecs
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +39,9 @@ ML100K_GENRES = [
 ]  # fmt: skip
 NO_GENRES = "(no genres listed)"
 RATING_COLUMNS = ["user_id", "movie_id", "rating", "timestamp"]
+INPUT_NAMES = frozenset({"u.data", "u.item", "u.user", "ratings.dat", "movies.dat", "users.dat", "ratings.csv",
+                         "movies.csv"})  # fmt: skip
+INPUT_SUFFIXES = (".inter", ".item", ".user")  # RecBole's atomic files
 
 
 @dataclass
@@ -45,6 +51,12 @@ class RawTables:
     movies: pd.DataFrame
     users: pd.DataFrame | None = None
     files: list[Path] = field(default_factory=list)
+
+
+def is_input(name: str) -> bool:
+    """Whether a file called `name` (a base name) is one some reader opens; macOS's `._` shadow
+    files never are."""
+    return not name.startswith("._") and (name in INPUT_NAMES or name.endswith(INPUT_SUFFIXES))
 
 
 # --- layout detection -------------------------------------------------------------------------
@@ -84,7 +96,7 @@ def _require(path: Path) -> Path:
 
 def _read_bytes(path: Path) -> bytes:
     try:
-        return _require(path).read_bytes()
+        return _require(path).read_bytes().removeprefix(codecs.BOM_UTF8)
     except PermissionError:
         raise UserError(f"{path}: permission denied") from None
     except IsADirectoryError:
