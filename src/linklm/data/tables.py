@@ -142,7 +142,12 @@ def fixed_negatives(source_idx, target_idx, n_sources: int, n_targets: int, spli
     keys = source_idx * n_targets
     keys += target_idx
     keys.sort()
-    counts = {s: int(round(cfg.neg_ratio * int((split == SPLITS.index(s)).sum()))) for s in ("val", "test")}
+    positives = {s: int((split == SPLITS.index(s)).sum()) for s in ("val", "test")}
+    counts = {s: int(round(cfg.neg_ratio * n)) for s, n in positives.items()}
+    for s, n in positives.items():  # an AUC needs both classes; a split without negatives has none
+        if counts[s] == 0:
+            raise UserError(f"config key data.neg_ratio={cfg.neg_ratio} leaves {s} without negatives ({n} "
+                            f"positives); raise it to at least {1 / n:.3g}")  # fmt: skip
     rng = np.random.default_rng([cfg.seed, 1])
     neg_src, neg_dst = sample_negatives(n_sources, n_targets, keys, counts["val"] + counts["test"], rng)
     neg = pd.DataFrame({"source_idx": neg_src, "target_idx": neg_dst})
