@@ -9,8 +9,8 @@
 This module is the only place where size and hash records are written and checked. A stage that
 finds its folder `Damaged` warns in one line and rebuilds it. Every JSON file linklm reads back
 (manifests, metrics, results, records of extracted archives) goes through `read_json`, which checks
-it against a small shape (`{"size": int}`, `{"*": dict}`, `[str]`) where it is read: valid JSON of the
-wrong shape is damage like any other, never a `KeyError` three calls later.
+it against a small shape (`{"size": int, "gnn?": dict}`, `{"*": dict}`, `[str]`) where it is read:
+valid JSON of the wrong shape is damage like any other, never a `KeyError` three calls later.
 
 `stage_key` names, per stage, exactly the config fields that change what the stage computes: where
 it ran (`device`), how often it checkpointed, how large its inference batches were or whether it
@@ -63,9 +63,26 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
         "seed",
     ),  # fmt: skip
 }
+
+# --- the shapes of the JSON files linklm reads back (`read_json`): what their readers index -------
 NUMBER = (int, float)
 # A manifest: its format, the stage's meta and one size/hash record per file.
 MANIFEST_SHAPE = {"format": int, "meta": dict, "artifacts": {"*": {"size": int, "sha256": str}}}
+# A GNN's metrics.json (read by the run and, inside results.json, by the report).
+GNN_METRICS = {"val_auc": NUMBER, "test_auc": NUMBER, "best_epoch": int, "train_seconds": NUMBER}
+# A classifier's metrics.json (the same).
+CLASSIFIER_METRICS = {
+    "test_accuracy": NUMBER, "test_auc": NUMBER, "test_f1": NUMBER, "test_confusion_matrix": [[int]],
+    "val_auc": NUMBER, "train_seconds": NUMBER, "examples_per_second": NUMBER,
+}  # fmt: skip
+# A run's results.json as the report reads it: every section optional, each one whole.
+RESULTS_SHAPE = {
+    "dataset?": {"name": str, "users": int, "movies": int, "ratings": int},
+    "gnn?": GNN_METRICS,
+    "models?": {"*": CLASSIFIER_METRICS},
+    "baselines?": {"*": {"test_auc": NUMBER}},
+    "environment?": dict,
+}
 
 
 class Damaged(Exception):
@@ -119,12 +136,13 @@ def check_files(folder: str | Path, records: dict[str, dict[str, Any]]) -> None:
             raise Damaged(f"{file} has {file.stat().st_size} bytes, its record says {expected['size']}")
         digest = "sha256" if "sha256" in expected else "crc32"
         if (file_sha256(file) if digest == "sha256" else file_crc32(file)) != expected[digest]:
-            raise Damaged(f"{file} does not match its recorded {digest.upper()}")
+            raise Damaged(f"{file} does not match its recorded {'SHA-256' if digest == 'sha256' else 'CRC-32'}")
 
 
 def read_json(path: str | Path, shape: Any, *, user: bool = False) -> Any:
     """The JSON value of `path`, checked against `shape`: a type (or tuple of types), `{key: shape}`
-    for an object with at least those keys (`"*"`: every value), or `[shape]` for a list of them.
+    for an object with at least those keys (`"key?"`: if present; `"*"`: every value), or `[shape]`
+    for a list of them.
 
     Raises `Damaged` naming the file and the first mismatch, in one line; with `user=True` (a file
     the user handed over, which linklm cannot rebuild) a `UserError` instead.
@@ -142,28 +160,33 @@ def read_json(path: str | Path, shape: Any, *, user: bool = False) -> Any:
     return value
 
 
-def mismatch(value: Any, shape: Any, where: str = "the top level") -> str | None:
-    """Where `value` departs from `shape` (see `read_json`), in a few words; None if it does not."""
+def mismatch(value: Any, shape: Any, where: str = "") -> str | None:
+    """Where `value` departs from `shape` (see `read_json`), in a few words (`where`: the path to
+    `value`, like `['models']['vanilla']`); None if it does not."""
+    here = where or "the top level"
     if isinstance(shape, dict):
         if not isinstance(value, dict):
-            return f"{where} should be an object, not {_kind(value)}"
+            return f"{here} should be an object, not {_kind(value)}"
         checks = []
         for key, sub in shape.items():
             if key == "*":
                 checks += [(v, sub, f"{where}[{k!r}]") for k, v in value.items()]
+            elif key.endswith("?"):
+                if key[:-1] in value:
+                    checks.append((value[key[:-1]], sub, f"{where}[{key[:-1]!r}]"))
             elif key not in value:
-                return f"{where} lacks {key!r}"
+                return f"{here} lacks {key!r}"
             else:
                 checks.append((value[key], sub, f"{where}[{key!r}]"))
         return next((found for args in checks if (found := mismatch(*args))), None)
     if isinstance(shape, list):
         if not isinstance(value, list):
-            return f"{where} should be a list, not {_kind(value)}"
+            return f"{here} should be a list, not {_kind(value)}"
         return next((found for i, v in enumerate(value) if (found := mismatch(v, shape[0], f"{where}[{i}]"))), None)
     types = shape if isinstance(shape, tuple) else (shape,)
     # JSON's true is no size or count: bool passes only where it is asked for.
     if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-        return f"{where} should be {' or '.join(t.__name__ for t in types)}, not {_kind(value)}"
+        return f"{here} should be {' or '.join(t.__name__ for t in types)}, not {_kind(value)}"
     return None
 
 

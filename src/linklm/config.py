@@ -215,13 +215,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         args = typing.get_args(hint)
         if value is None and type(None) in args:
             return None
-        for arg in args:
-            if arg is type(None):
-                continue
+        options = [arg for arg in args if arg is not type(None)]
+        for arg in options:
             try:
                 return _coerce(value, arg, key)
             except UserError:
-                pass
+                if len(options) == 1:  # (str | None): say what is wrong with the str
+                    raise
         raise UserError(f"config key {key} has the wrong type: {value!r}")
     if origin is list:
         (item,) = typing.get_args(hint)
@@ -255,7 +255,7 @@ def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
     for key, value in updates.items():
         full = f"{prefix}{key}"
         if key not in names:
-            raise UserError(f"unknown config key {full} (known: {', '.join(sorted(names))})")
+            raise UserError(f"unknown config key {full!r} (known: {', '.join(sorted(names))})")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
@@ -270,8 +270,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     nested: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"override {item!r} must look like key=value")
+        if not sep or "" in key.split("."):
+            raise UserError(f"override {item!r} must look like key=value (key: name or section.name)")
         try:
             value = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:

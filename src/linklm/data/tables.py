@@ -30,7 +30,8 @@ def assign_split(n_edges: int, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]
     n_test = int(math.floor(cfg.test_ratio * n_edges))
     n_train = n_edges - n_val - n_test
     if n_train <= 0 or (cfg.val_ratio > 0 and n_val == 0) or (cfg.test_ratio > 0 and n_test == 0):
-        raise UserError(f"too few ratings ({n_edges}) for val_ratio={cfg.val_ratio}, test_ratio={cfg.test_ratio}")
+        raise UserError(f"too few ratings ({n_edges}) for data.val_ratio={cfg.val_ratio} and "
+                        f"data.test_ratio={cfg.test_ratio}: a split would be empty")  # fmt: skip
     split = np.zeros(n_edges, dtype=np.int8)
     split[perm[n_train : n_train + n_val]] = 1
     split[perm[n_train + n_val :]] = 2
