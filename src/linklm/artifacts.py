@@ -68,6 +68,8 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
 NUMBER = (int, float)
 # A manifest: its format, the stage's meta and one size/hash record per file.
 MANIFEST_SHAPE = {"format": int, "meta": dict, "artifacts": {"*": {"size": int, "sha256": str}}}
+# The meta of a GNN's manifest: its config and stage key (also in its weights' safetensors metadata).
+GNN_META = {"gnn": dict, "key": str}
 # A GNN's metrics.json (read by the run and, inside results.json, by the report).
 GNN_METRICS = {"val_auc": NUMBER, "test_auc": NUMBER, "best_epoch": int, "train_seconds": NUMBER}
 # A classifier's metrics.json (the same).

@@ -390,6 +390,20 @@ def test_gnn_metrics_of_the_wrong_shape_are_retrained(tmp_path, metrics, reseale
     assert after["test_auc"] == before["test_auc"]
 
 
+@pytest.mark.parametrize("meta", [{}, {"gnn": [], "key": "x"}, "another key"])
+def test_a_gnn_manifest_whose_meta_is_wrong_is_retrained(tmp_path, meta):
+    args = ["gnn", _synth(tmp_path), *TINY]
+    assert main(args) == 0
+    (folder,) = [p for p in (tmp_path / "data" / "gnn").glob("gnn-d4-*") if p.is_dir()]
+    manifest = json.loads((folder / MANIFEST).read_text())
+    meta = {**manifest["meta"], "key": "0" * 12} if meta == "another key" else meta
+    seal(folder, list(manifest["artifacts"]), meta)
+    with pytest.warns(UserWarning, match="unreadable GNN cache") as caught:
+        assert main(args) == 0
+    assert len([w for w in caught if "retrained" in str(w.message)]) == 1
+    assert json.loads((folder / MANIFEST).read_text())["meta"] == manifest["meta"]
+
+
 def test_classifier_metrics_of_the_wrong_shape_are_retrained(tmp_path):
     args = ["train", "--model", "vanilla", _synth(tmp_path), "llm.model=random:L2-H32", "llm.batch_size=16",
             "llm.max_train_pairs=48", *TINY]  # fmt: skip
