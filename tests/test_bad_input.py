@@ -119,7 +119,7 @@ def test_truncated_zip_leaves_no_extraction(tmp_path):
         assert zf.testzip() is None
     archive.write_bytes(archive.read_bytes()[:-40])
     assert main(["data", "--path", str(archive), "data.cache_dir=cache"]) == 2
-    # Nothing half-extracted: no extracted file, no temporary folder from atomic_dir, no `.complete` marker.
+    # Nothing half-extracted: no extracted file, no temporary folder from atomic_dir, no extraction record.
     # Empty folders (cache/raw) and the empty lock file of the extraction may stay.
     leftovers = [p for p in (tmp_path / "cache").rglob("*") if p.is_file() or p.name.endswith(".tmp")]
     assert [p for p in leftovers if p.suffix != ".lock" or p.stat().st_size] == []

@@ -18,7 +18,7 @@ def test_layers_override_in_order(tmp_path):
 
 
 def test_override_types_are_coerced_and_checked():
-    assert load_config(None, ["data.val_ratio=0"]).data.val_ratio == 0.0
+    assert load_config(None, ["data.disjoint_train_ratio=0"]).data.disjoint_train_ratio == 0.0  # int -> float
     assert load_config(None, ["data.path=null"]).data.path is None
     with pytest.raises(UserError, match="data.seed"):
         load_config(None, ["data.seed=1.5"])

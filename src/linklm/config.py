@@ -2,13 +2,16 @@
 
     cfg = load_config("configs/default.yaml", ["data.seed=7", "data.dataset=ml-1m"])
 
-Unknown keys, wrong types and out-of-range values raise `UserError` naming the key.
+Unknown keys, wrong types and out-of-range values raise `UserError` naming the key; each value is
+checked where it enters (`_coerce`, then each section's `validate`), so no bad value reaches numpy,
+torch or the OS.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -28,6 +31,15 @@ PROMPT_FORMAT = {
     "vanilla": "vanilla", "prompt": "prompt", "embedding_frozen": "embedding", "embedding_e2e": "embedding",
     "fused": "embedding",
 }  # fmt: skip
+# The KGE tables hold every node's vector for each split: at ml-32m (289 k nodes) a dimension of
+# 4096 is already 14 GB of float32 tables, and BERT-size models read 768..1024-wide inputs.
+MAX_DIM = 4096
+# The HF Trainer seeds numpy's legacy generator, which takes 0 .. 2**32 - 1; every seed stays there.
+SEED_RANGE = range(2**32)
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+# What a local model folder must hold: the BERT config, and a tokenizer (fast or WordPiece vocab).
+MODEL_FILES = ("config.json",)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
 
 
 @dataclass
@@ -54,14 +66,18 @@ class DataConfig:
     text_columns: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
-        for key in ("val_ratio", "test_ratio", "disjoint_train_ratio"):
+        # val picks the GNN epoch and the classifier checkpoint, test is what is reported: neither may be empty.
+        for key in ("val_ratio", "test_ratio"):
             value = getattr(self, key)
-            if not 0.0 <= value < 1.0:
-                raise UserError(f"config key data.{key} must be in [0, 1), got {value}")
+            if not 0.0 < value < 1.0:
+                raise UserError(f"config key data.{key} must be in (0, 1): {key[:-6]} pairs are needed, got {value}")
+        if not 0.0 <= self.disjoint_train_ratio < 1.0:
+            raise UserError(f"config key data.disjoint_train_ratio must be in [0, 1), got {self.disjoint_train_ratio}")
         if self.val_ratio + self.test_ratio >= 1.0:
             raise UserError("config keys data.val_ratio + data.test_ratio must be < 1")
         if self.neg_ratio <= 0:
             raise UserError(f"config key data.neg_ratio must be > 0, got {self.neg_ratio}")
+        _check_seed("data.seed", self.seed)
         self._validate_tables()
 
     def _validate_tables(self) -> None:
@@ -108,6 +124,10 @@ class GNNConfig:
         for key in ("kge_dim", "num_layers", "hidden_channels", "epochs"):
             if getattr(self, key) <= 0:
                 raise UserError(f"config key gnn.{key} must be > 0, got {getattr(self, key)}")
+        for key in ("kge_dim", "hidden_channels"):
+            if getattr(self, key) > MAX_DIM:
+                raise UserError(f"config key gnn.{key} must be <= {MAX_DIM} (the KGE tables hold one such vector "
+                                f"per node and split), got {getattr(self, key)}")  # fmt: skip
         if self.lr <= 0:
             raise UserError(f"config key gnn.lr must be > 0, got {self.lr}")
         if self.weight_decay < 0:
@@ -117,6 +137,7 @@ class GNNConfig:
         if self.neg_ratio <= 0:
             raise UserError(f"config key gnn.neg_ratio must be > 0, got {self.neg_ratio}")
         _check_device("gnn.device", self.device)
+        _check_seed("gnn.seed", self.seed)
 
 
 @dataclass
@@ -174,13 +195,33 @@ class LLMConfig:
         if unknown:
             raise UserError(f"config key llm.models: unknown model kind {unknown[0]!r} (known: {', '.join(LLM_KINDS)})")
         _check_device("llm.device", self.device)
+        _check_seed("llm.seed", self.seed)
+        _check_model("llm.model", self.model)
         if self.batch_size < 1 + self.neg_ratio:
             raise UserError("config key llm.batch_size must hold at least one positive and its negatives")
 
 
 def _check_device(key: str, value: str) -> None:
-    if value != "auto" and not value.startswith(("cpu", "cuda")):
-        raise UserError(f"config key {key} must be auto, cpu or cuda[:N], got {value!r}")
+    if not DEVICE.fullmatch(value):
+        raise UserError(f"config key {key} must be auto, cpu, cuda or cuda:N, got {value!r}")
+
+
+def _check_seed(key: str, value: int) -> None:
+    if value not in SEED_RANGE:
+        raise UserError(f"config key {key} must be in 0 .. 2**32 - 1, got {value}")
+
+
+def _check_model(key: str, value: str) -> None:
+    """A model given as a folder must hold a config and a tokenizer: found out now, not after a run
+    folder was written. Hub ids and names are checked where they are loaded."""
+    folder = Path(value).expanduser()
+    if value.startswith(("/", ".", "~")) and not folder.is_dir():
+        raise UserError(f"config key {key}: {folder} is not a folder")
+    if not folder.is_dir():
+        return
+    for needed in (MODEL_FILES, TOKENIZER_FILES):
+        if not any((folder / name).is_file() for name in needed):
+            raise UserError(f"config key {key}: {folder} has no {' or '.join(needed)}; is it a model folder?")
 
 
 @dataclass
@@ -217,13 +258,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         args = typing.get_args(hint)
         if value is None and type(None) in args:
             return None
-        for arg in args:
-            if arg is type(None):
-                continue
+        options = [arg for arg in args if arg is not type(None)]
+        for arg in options:
             try:
                 return _coerce(value, arg, key)
             except UserError:
-                pass
+                if len(options) == 1:  # (str | None): say what is wrong with the str
+                    raise
         raise UserError(f"config key {key} has the wrong type: {value!r}")
     if origin is list:
         (item,) = typing.get_args(hint)
@@ -242,6 +283,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         raise UserError(f"config key {key} must be a finite number, got {value!r}")
     if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
+    if hint is str and isinstance(value, str) and "\x00" in value:
+        raise UserError(f"config key {key} contains a NUL byte: {value!r}")  # no path or name may hold one
     if hint in (int, float) and isinstance(value, bool):
         raise UserError(f"config key {key} must be a {hint.__name__}, got {value!r}")
     if not isinstance(value, hint):
@@ -255,7 +298,7 @@ def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
     for key, value in updates.items():
         full = f"{prefix}{key}"
         if key not in names:
-            raise UserError(f"unknown config key {full} (known: {', '.join(sorted(names))})")
+            raise UserError(f"unknown config key {full!r} (known: {', '.join(sorted(names))})")
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
@@ -270,8 +313,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     nested: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise UserError(f"override {item!r} must look like key=value")
+        if not sep or "" in key.split("."):
+            raise UserError(f"override {item!r} must look like key=value (key: name or section.name)")
         try:
             value = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError:

@@ -1,8 +1,13 @@
 """GroupLens downloads, checksum checks and safe archive extraction.
 
 `fetch_grouplens("ml-32m", dest)` downloads `ml-32m.zip` (once), verifies its MD5 against the
-published checksum and returns the path of the zip. `safe_extract(zip, folder)` refuses any member
-that would land outside `folder`, absolute names, `..` components and symbolic links.
+published checksum and returns the path of the zip. `safe_extract(zip, folder)` treats the archive
+as hostile: it refuses the whole archive if any member would land outside `folder` (absolute names,
+`..` components, symbolic links), extracts only the files a reader opens (`readers.is_input`), caps
+what they may expand to (`MAX_EXTRACTED_BYTES`, `MAX_RATIO`), refuses encrypted members, and turns a
+corrupt member into one line naming it. Beside the files it writes the sizes and CRC-32s the archive
+declared (`RECORD`); `verify_extracted` checks them before each use, so a truncated extracted file is
+extracted again rather than read.
 
 The base URL can point elsewhere (a mirror, or `file://` in the tests) via `LINKLM_GROUPLENS_URL`.
 """
@@ -10,17 +15,23 @@ The base URL can point elsewhere (a mirror, or `file://` in the tests) via `LINK
 from __future__ import annotations
 
 import hashlib
+import lzma
 import os
 import stat
 import urllib.error
+import urllib.parse
 import urllib.request
+import warnings
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from tqdm.auto import tqdm
 
+from linklm.artifacts import check_files, read_json
+from linklm.data.readers import is_input
 from linklm.errors import UserError
-from linklm.io import atomic_dir, atomic_path
+from linklm.io import atomic_dir, atomic_path, write_json
 
 GROUPLENS_URL = "https://files.grouplens.org/datasets/movielens"
 
@@ -36,9 +47,30 @@ PUBLISHED_MD5 = {
 }
 GROUPLENS_DATASETS = ("ml-100k", "ml-1m", "ml-10m", "ml-latest-small", "ml-20m", "ml-25m", "ml-32m")
 
+# What the members linklm reads may expand to, checked on the sizes the archive declares before
+# anything is written (zipfile never returns more than a member declares, and the copy counts too).
+# ml-32m, the largest release, expands to 0.9 GB of such files: 4 GiB leaves room for larger
+# releases, while a zip bomb cannot fill the disk.
+MAX_EXTRACTED_BYTES = 4 << 30
+# MovieLens tables deflate about 4:1; 150 MB of zeros deflates about 1000:1. A member claiming more
+# than 100:1 is no ratings table. Members under RATIO_EXEMPT_BYTES are exempt: a small repetitive
+# file may compress that well and cannot hurt.
+MAX_RATIO = 100
+RATIO_EXEMPT_BYTES = 1 << 20
+RECORD = ".linklm-extracted.json"  # the sizes and CRC-32s of what was extracted, beside it
+RECORD_SHAPE = {"archive": str, "files": {"*": {"size": int, "crc32": int}}}
+
 
 def base_url() -> str:
-    return os.environ.get("LINKLM_GROUPLENS_URL", GROUPLENS_URL).rstrip("/")
+    """The GroupLens base URL: `LINKLM_GROUPLENS_URL` if set (an http(s):// or file:// URL)."""
+    url = os.environ.get("LINKLM_GROUPLENS_URL", GROUPLENS_URL).rstrip("/")
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        parts = urllib.parse.SplitResult("", "", "", "", "")
+    if parts.scheme not in ("http", "https", "file") or (parts.scheme != "file" and not parts.netloc):
+        raise UserError(f"LINKLM_GROUPLENS_URL must be an http://, https:// or file:// URL, got {url!r}")
+    return url
 
 
 def _open(url: str, timeout: float = 30.0):
@@ -76,7 +108,7 @@ def fetch_grouplens(name: str, dest: str | Path) -> Path:
     dest = Path(dest)
     target = dest / f"{name}.zip"
     verified = dest / f"{name}.zip.verified"
-    if target.exists() and verified.exists():
+    if _still_verified(target, verified):
         return target
     expected = published_md5(name)
     url = f"{base_url()}/{name}.zip"
@@ -97,33 +129,87 @@ def fetch_grouplens(name: str, dest: str | Path) -> Path:
                 )
     except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
         raise _offline_hint(name, url, exc) from None
-    verified.write_text(expected + "\n")
+    verified.write_text(f"{expected} {target.stat().st_size}\n")
     return target
+
+
+def _still_verified(target: Path, verified: Path) -> bool:
+    """Whether the download was verified and still has the size it had then (a record without a
+    size, from an older linklm, is trusted); one that changed is downloaded again."""
+    if not (target.is_file() and verified.is_file()):
+        return False
+    recorded = verified.read_text(errors="replace").split()[1:2]
+    if recorded and recorded != [str(target.stat().st_size)]:
+        warnings.warn(f"{target} changed size since it was verified; downloading it again", stacklevel=3)
+        return False
+    return True
 
 
 def safe_extract(archive: str | Path, target: str | Path) -> Path:
-    """Extract a zip into `target` atomically, refusing members that could escape it."""
+    """Extract the members linklm reads from a zip into `target`, atomically (see the module docstring)."""
     archive, target = Path(archive), Path(target)
     try:
         with zipfile.ZipFile(archive) as zf:
-            members = zf.infolist()
-            for info in members:
-                _check_member(archive, info)
-            bad = zf.testzip()
-            if bad is not None:
-                raise UserError(f"{archive}: corrupt zip (member {bad} fails its CRC check)")
+            members = _members(archive, zf.infolist())
             with atomic_dir(target) as tmp:
-                root = tmp.resolve()
                 for info in members:
-                    out = (tmp / info.filename).resolve()
-                    if not out.is_relative_to(root):
-                        raise UserError(f"{archive}: member {info.filename!r} escapes the target folder")
-                    zf.extract(info, tmp)
+                    _extract(archive, zf, info, tmp)
+                files = {info.filename: {"size": info.file_size, "crc32": info.CRC} for info in members}
+                write_json(tmp / RECORD, {"archive": archive.name, "files": files})
     except zipfile.BadZipFile as exc:
         raise UserError(f"{archive}: not a readable zip archive ({exc}); is it truncated?") from None
-    except (EOFError, zipfile.LargeZipFile, NotImplementedError) as exc:
+    except (EOFError, zipfile.LargeZipFile) as exc:
         raise UserError(f"{archive}: cannot extract ({exc or type(exc).__name__}); is it truncated?") from None
     return target
+
+
+def verify_extracted(target: str | Path) -> None:
+    """The files `safe_extract` wrote into `target` still have the sizes and CRC-32s the archive
+    declared; `artifacts.Damaged` names the first that does not (or a missing or damaged record)."""
+    check_files(target, read_json(Path(target) / RECORD, RECORD_SHAPE)["files"])
+
+
+def _members(archive: Path, infos: list[zipfile.ZipInfo]) -> list[zipfile.ZipInfo]:
+    """The members to extract: every member checked for escapes, the ones linklm reads for size."""
+    for info in infos:
+        _check_member(archive, info)
+    wanted = [i for i in infos if not i.is_dir() and is_input(PurePosixPath(i.filename.replace("\\", "/")).name)]
+    if not wanted:
+        raise UserError(f"{archive}: no MovieLens files inside (expected u.data, ratings.dat, ratings.csv or a .inter)")
+    total = 0
+    for info in wanted:
+        name = info.filename
+        if info.flag_bits & 0x1:
+            raise UserError(f"{archive}: member {name!r} is encrypted; pass an archive without a password")
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > RATIO_EXEMPT_BYTES and ratio > MAX_RATIO:
+            raise UserError(f"{archive}: member {name!r} claims a compression ratio of {ratio:.0f}:1 "
+                            f"(at most {MAX_RATIO}:1 is accepted); is it a zip bomb?")  # fmt: skip
+        total += info.file_size
+        if total > MAX_EXTRACTED_BYTES:
+            raise UserError(f"{archive}: member {name!r} takes what would be extracted past "
+                            f"{MAX_EXTRACTED_BYTES >> 30} GiB, more than any MovieLens release")  # fmt: skip
+    return wanted
+
+
+def _extract(archive: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, folder: Path) -> None:
+    """Copy one member into `folder`, counting what it expands to; a corrupt one is one line."""
+    name = info.filename
+    out = (folder / name).resolve()
+    if not out.is_relative_to(folder.resolve()):
+        raise UserError(f"{archive}: member {name!r} escapes the target folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    try:
+        with zf.open(info) as src, open(out, "wb") as dst:
+            while block := src.read(1 << 20):
+                written += len(block)
+                if written > info.file_size:
+                    raise UserError(f"{archive}: member {name!r} expands past the {info.file_size} bytes it declares")
+                dst.write(block)
+    except (zlib.error, lzma.LZMAError, zipfile.BadZipFile, EOFError, NotImplementedError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"{archive}: member {name!r} cannot be extracted ({reason}); is the archive damaged?") from None
 
 
 def _check_member(archive: Path, info: zipfile.ZipInfo) -> None:

@@ -23,9 +23,9 @@ from pyarrow import ArrowException
 
 from linklm.artifacts import Damaged, sealed, stage_key
 from linklm.config import DataConfig, data_config
-from linklm.data.download import GROUPLENS_DATASETS, fetch_grouplens, safe_extract
+from linklm.data.download import GROUPLENS_DATASETS, RECORD, fetch_grouplens, safe_extract, verify_extracted
 from linklm.data.graph import BipartiteGraphManager, load_tables
-from linklm.data.readers import RawTables, read_folder
+from linklm.data.readers import RawTables, is_input, read_folder
 from linklm.data.tables import build_tables
 from linklm.errors import UserError
 from linklm.io import file_sha256, locked
@@ -53,6 +53,8 @@ def resolve_source(cfg: DataConfig) -> Path:
             return path
         if not path.exists():
             raise UserError(f"{path}: no such file or folder")
+        if not path.is_file():  # a FIFO or a device would block or never end, hashed or unzipped
+            raise UserError(f"{path}: not a regular file or folder")
         if path.suffix.lower() != ".zip":
             raise UserError(f"{path}: expected a .zip archive or a folder")
         return _extracted(path, cache / "raw" / f"{path.stem}-{file_sha256(path)[:12]}")
@@ -66,13 +68,26 @@ def resolve_source(cfg: DataConfig) -> Path:
 
 
 def _extracted(archive: Path, target: Path) -> Path:
-    if (target / ".complete").exists():
+    """`archive` extracted into `target` once. Extracted files that no longer have the sizes and
+    CRC-32s the archive declared (a truncated ratings.csv) are extracted again, with one warning."""
+    if _intact(target):
         return target
-    with locked(target):
-        if not (target / ".complete").exists():
+    with locked(target):  # one extractor at a time; who waited finds the files extracted
+        if not _intact(target, quiet=True):
             safe_extract(archive, target)
-            (target / ".complete").touch()
     return target
+
+
+def _intact(target: Path, quiet: bool = False) -> bool:
+    if not (target / RECORD).is_file():  # never extracted (or by a linklm that kept no record)
+        return False
+    try:
+        verify_extracted(target)
+    except Damaged as exc:
+        if not quiet:
+            warnings.warn(f"{exc}; extracting {target.name} again", stacklevel=4)
+        return False
+    return True
 
 
 def cached_tables(folder: Path, quiet: bool = False) -> dict[str, pd.DataFrame] | None:
@@ -94,8 +109,7 @@ def fingerprint(files: list[Path]) -> list[dict[str, Any]]:
 
 def input_files(folder: Path) -> list[Path]:
     """The files a reader will use, found without parsing them (for the cache key)."""
-    names = ("u.data", "u.item", "u.user", "ratings.dat", "movies.dat", "users.dat", "ratings.csv", "movies.csv")
-    files = [p for p in folder.rglob("*") if p.is_file() and (p.name in names or p.suffix in (".inter", ".item"))]
+    files = [p for p in folder.rglob("*") if p.is_file() and is_input(p.name)]
     if not files:
         raise UserError(
             f"{folder}: no MovieLens files found (expected u.data, ratings.dat, ratings.csv or a RecBole .inter)"

@@ -12,11 +12,14 @@ Each reader returns the same `RawTables`:
 | csv      | ratings.csv, movies.csv        | UTF-8, quoted titles (ml-latest-small, ml-20m/25m/32m)   |
 | recbole  | *.inter, *.item [, *.user]     | tab separated with `name:type` headers, UTF-8            |
 
-Every problem with a file raises `UserError` with one line naming the file.
+Every problem with a file raises `UserError` with one line naming the file. A UTF-8 byte-order mark
+(Excel writes one) is dropped from the start of any file. `is_input` names the files some reader
+opens: the only members extracted from an archive, and the inputs of the data cache key.
 """
 
 from __future__ import annotations
 
+import codecs
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +39,9 @@ ML100K_GENRES = [
 ]  # fmt: skip
 NO_GENRES = "(no genres listed)"
 RATING_COLUMNS = ["user_id", "movie_id", "rating", "timestamp"]
+INPUT_NAMES = frozenset({"u.data", "u.item", "u.user", "ratings.dat", "movies.dat", "users.dat", "ratings.csv",
+                         "movies.csv"})  # fmt: skip
+INPUT_SUFFIXES = (".inter", ".item", ".user")  # RecBole's atomic files
 
 
 @dataclass
@@ -45,6 +51,12 @@ class RawTables:
     movies: pd.DataFrame
     users: pd.DataFrame | None = None
     files: list[Path] = field(default_factory=list)
+
+
+def is_input(name: str) -> bool:
+    """Whether a file called `name` (a base name) is one some reader opens; macOS's `._` shadow
+    files never are."""
+    return not name.startswith("._") and (name in INPUT_NAMES or name.endswith(INPUT_SUFFIXES))
 
 
 # --- layout detection -------------------------------------------------------------------------
@@ -84,7 +96,7 @@ def _require(path: Path) -> Path:
 
 def _read_bytes(path: Path) -> bytes:
     try:
-        return _require(path).read_bytes()
+        return _require(path).read_bytes().removeprefix(codecs.BOM_UTF8)
     except PermissionError:
         raise UserError(f"{path}: permission denied") from None
     except IsADirectoryError:
@@ -143,12 +155,21 @@ def _parse_ratings(path: Path, blob: bytes, delimiter: str, header: bool, names:
         raise UserError(f"{path}: empty ratings file")
     for col in ("user_id", "movie_id", "rating"):
         if df[col].isna().any():
-            line = int(np.flatnonzero(df[col].isna().to_numpy())[0]) + 1 + int(header)
-            raise UserError(f"{path}: missing {col} on line {line}")
+            raise UserError(f"{path}: missing {col} on line {_first(df[col].isna(), header)}")
+    if not np.isfinite(df["rating"]).all():
+        raise UserError(f"{path}: rating on line {_first(~np.isfinite(df['rating']), header)} is not a finite number")
     if "timestamp" not in df.columns:
         df["timestamp"] = 0
-    df["timestamp"] = df["timestamp"].fillna(0).astype("int64")
+    stamps = df["timestamp"].fillna(0).to_numpy(dtype=np.float64)
+    if not (np.abs(stamps) < 2**63).all():  # inf, nan or beyond int64: no count of seconds
+        raise UserError(f"{path}: timestamp on line {_first(~(np.abs(stamps) < 2**63), header)} is out of range")
+    df["timestamp"] = stamps.astype("int64")
     return df[RATING_COLUMNS]
+
+
+def _first(mask, header: bool) -> int:
+    """The file line of the first True row of `mask` (1-based, after the header if there is one)."""
+    return int(np.flatnonzero(np.asarray(mask))[0]) + 1 + int(header)
 
 
 def _arrow_reason(exc: Exception) -> str:
@@ -161,13 +182,14 @@ def _arrow_reason(exc: Exception) -> str:
 
 
 def _non_numeric(path: Path, column: str, values: pd.Series) -> pd.Series:
-    numeric = pd.to_numeric(values, errors="coerce")
-    bad = numeric.isna() & values.notna()
-    if bad.any():
-        raise UserError(f"{path}: non-numeric {column} {values[bad].iloc[0]!r}")
-    if numeric.isna().any():
+    """Integer ids from text: digits only (18 at most, so int64 holds them), no 1e400 or 3.5."""
+    if values.isna().any() or (values.astype(str).str.strip() == "").any():
         raise UserError(f"{path}: missing {column}")
-    return numeric.astype("int64")
+    text = values.astype(str).str.strip()
+    bad = ~text.str.fullmatch(r"[+-]?\d{1,18}")
+    if bad.any():
+        raise UserError(f"{path}: non-numeric {column} {str(values[bad].iloc[0])[:40]!r}")
+    return text.astype("int64")
 
 
 def _movies_frame(path: Path, ids: pd.Series, titles: list[str], genres: list[list[str]]) -> pd.DataFrame:
@@ -262,7 +284,24 @@ def read_csv_layout(folder: Path) -> RawTables:
 
 
 def _recbole_header(path: Path, line: str) -> list[str]:
-    return [field.split(":", 1)[0] for field in line.rstrip("\r\n").split("\t")]
+    columns = [field.split(":", 1)[0] for field in line.rstrip("\r\n").split("\t")]
+    twice = next((c for i, c in enumerate(columns) if c in columns[:i]), None)
+    if twice is not None:
+        raise UserError(f"{path}: column {twice!r} appears twice in the header")
+    return columns
+
+
+def _recbole_table(path: Path, columns: list[str], lines: list[str]) -> pd.DataFrame:
+    """The rows of a RecBole .item/.user file; short rows are padded, longer ones refused."""
+    rows = []
+    for number, line in enumerate(lines, start=2):
+        if not line.strip():
+            continue
+        row = line.split("\t")
+        if any(row[len(columns) :]):
+            raise UserError(f"{path}: line {number} has {len(row)} fields, the header names {len(columns)}")
+        rows.append(row[: len(columns)] + [""] * (len(columns) - len(row)))
+    return pd.DataFrame(rows, columns=columns)
 
 
 def read_recbole(inter: Path) -> RawTables:
@@ -290,8 +329,7 @@ def read_recbole(inter: Path) -> RawTables:
     if not lines:
         raise UserError(f"{item}: empty item file")
     cols = _recbole_header(item, lines[0])
-    rows = [line.split("\t") for line in lines[1:] if line.strip()]
-    table = pd.DataFrame([r + [""] * (len(cols) - len(r)) for r in rows], columns=cols)
+    table = _recbole_table(item, cols, lines[1:])
     if "item_id" not in table.columns:
         raise UserError(f"{item}: missing column 'item_id'")
     title_col = next((c for c in ("movie_title", "title") if c in table.columns), None)
@@ -311,8 +349,7 @@ def read_recbole(inter: Path) -> RawTables:
         ulines = _decode(user, _read_bytes(user), latin1_fallback=False).splitlines()
         ucols = _recbole_header(user, ulines[0]) if ulines else []
         if "user_id" in ucols:
-            urows = [line.split("\t") for line in ulines[1:] if line.strip()]
-            users = pd.DataFrame([r + [""] * (len(ucols) - len(r)) for r in urows], columns=ucols)
+            users = _recbole_table(user, ucols, ulines[1:])
             users["user_id"] = _non_numeric(user, "user id", users["user_id"])
     files = [p for p in (inter, item, user) if p.is_file()]
     return _check(RawTables("recbole", ratings, movies, users, files))

@@ -32,7 +32,8 @@ def assign_split(n_edges: int, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]
     n_test = int(math.floor(cfg.test_ratio * n_edges))
     n_train = n_edges - n_val - n_test
     if n_train <= 0 or (cfg.val_ratio > 0 and n_val == 0) or (cfg.test_ratio > 0 and n_test == 0):
-        raise UserError(f"too few ratings ({n_edges}) for val_ratio={cfg.val_ratio}, test_ratio={cfg.test_ratio}")
+        raise UserError(f"too few ratings ({n_edges}) for data.val_ratio={cfg.val_ratio} and "
+                        f"data.test_ratio={cfg.test_ratio}: a split would be empty")  # fmt: skip
     split = np.zeros(n_edges, dtype=np.int8)
     split[perm[n_train : n_train + n_val]] = 1
     split[perm[n_train + n_val :]] = 2
@@ -158,7 +159,12 @@ def fixed_negatives(source_idx, target_idx, n_sources: int, n_targets: int, spli
     keys = source_idx * n_targets
     keys += target_idx
     keys.sort()
-    counts = {s: int(round(cfg.neg_ratio * int((split == SPLITS.index(s)).sum()))) for s in ("val", "test")}
+    positives = {s: int((split == SPLITS.index(s)).sum()) for s in ("val", "test")}
+    counts = {s: int(round(cfg.neg_ratio * n)) for s, n in positives.items()}
+    for s, n in positives.items():  # an AUC needs both classes; a split without negatives has none
+        if counts[s] == 0:
+            raise UserError(f"config key data.neg_ratio={cfg.neg_ratio} leaves {s} without negatives ({n} "
+                            f"positives); raise it to at least {1 / n:.3g}")  # fmt: skip
     rng = np.random.default_rng([cfg.seed, 1])
     neg_src, neg_dst = sample_negatives(n_sources, n_targets, keys, counts["val"] + counts["test"], rng)
     neg = pd.DataFrame({"source_idx": neg_src, "target_idx": neg_dst})

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from linklm import tracking
-from linklm.artifacts import Damaged, seal, sealed, stage_key, unseal
+from linklm.artifacts import CLASSIFIER_METRICS, Damaged, read_json, seal, sealed, stage_key, unseal
 from linklm.config import LLM_KINDS, Config
 from linklm.errors import UserError
 from linklm.experiment import ranking
@@ -56,7 +56,11 @@ def update_results(cfg: Config, section: str, values: Any) -> None:
     if not Runtime.current().main:
         return
     path = cfg.run_dir / "results.json"
-    results = json.loads(path.read_text()) if path.is_file() else {}
+    try:
+        results = read_json(path, dict) if path.is_file() else {}
+    except Damaged as exc:  # every stage of a run writes its part again: what is lost comes back
+        warnings.warn(f"{exc}; starting it afresh", stacklevel=2)
+        results = {}
     if section in ("models", "baselines") and isinstance(results.get(section), dict):  # one entry per model
         results[section].update(values)
     else:
@@ -169,7 +173,7 @@ def _cached_classifier(kind: str, root: Path, key: str, quiet: bool = False) -> 
     try:
         if unseal(root).get("stage_key") != key:
             return None
-        return json.loads((root / "metrics.json").read_text())
+        return read_json(root / "metrics.json", CLASSIFIER_METRICS)
     except (Damaged, OSError, ValueError) as exc:
         if not quiet:
             warnings.warn(f"{exc}; retraining {kind}", stacklevel=3)

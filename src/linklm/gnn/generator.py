@@ -31,7 +31,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from linklm.artifacts import Damaged, seal, sealed, stage_key, unseal
+from linklm.artifacts import GNN_META, GNN_METRICS, Damaged, mismatch, read_json, seal, sealed, stage_key, unseal
 from linklm.config import SPLITS, GNNConfig, gnn_config
 from linklm.errors import UserError
 from linklm.gnn import train as recipe
@@ -147,11 +147,13 @@ class GraphRepresentationGenerator:
 
     def _load(self, quiet: bool = False) -> None:
         try:
-            unseal(self.folder)
+            meta = unseal(self.folder)
+            if (problem := mismatch(meta, GNN_META, "its manifest's meta")) or meta["key"] != self.key:
+                raise Damaged(problem or f"its manifest names another model ({meta['key']})")
             state = load_file(self.folder / "model.safetensors")
             self.model.load_state_dict(state)
             tables = load_file(self.folder / "kge.safetensors")
-            self.metrics = json.loads((self.folder / "metrics.json").read_text())
+            self.metrics = read_json(self.folder / "metrics.json", GNN_METRICS)
         except (OSError, SafetensorError, RuntimeError, ValueError, Damaged) as exc:
             if not quiet:
                 warnings.warn(f"{self.folder}: unreadable GNN cache ({exc}); it will be retrained", stacklevel=3)

@@ -36,6 +36,7 @@ from safetensors.torch import save_file
 from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
+from linklm.artifacts import NUMBER, mismatch
 from linklm.config import GNNConfig
 from linklm.data.tables import sample_negatives
 from linklm.errors import UserError
@@ -242,6 +243,11 @@ def save_checkpoint(path: Path, key: str, cfg: GNNConfig, model, optimizer, rng,
         save_file(tensors, tmp, metadata={"linklm": json.dumps(progress)})
 
 
+# What `load_checkpoint` reads back from a checkpoint's metadata (`save_checkpoint` writes it).
+CHECKPOINT_SHAPE = {"key": str, "best_val_auc": NUMBER, "best_epoch": int, "history": [{"epoch": int}],
+                    "numpy_rng": dict, "param_groups": [dict], "elapsed": NUMBER}  # fmt: skip
+
+
 def load_checkpoint(path: Path, key: str, model, optimizer, rng, device) -> tuple[FitResult, float] | None:
     """Restore a checkpoint of the same key into model, optimizer and both RNGs; None if there is
     none (or it belongs to another config). A damaged one is reported and training starts over."""
@@ -251,6 +257,8 @@ def load_checkpoint(path: Path, key: str, model, optimizer, rng, device) -> tupl
     try:
         with safe_open(path, framework="pt") as fh:
             progress = json.loads((fh.metadata() or {})["linklm"])
+            if (problem := mismatch(progress, CHECKPOINT_SHAPE, "its metadata")) is not None:
+                raise ValueError(problem)
             if progress["key"] != key:
                 return None
             tensors = {name: fh.get_tensor(name) for name in fh.keys()}  # noqa: SIM118 (not a dict)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from linklm.artifacts import RESULTS_SHAPE, read_json
 from linklm.config import LLM_KINDS
 from linklm.errors import UserError
 from linklm.io import atomic_path
@@ -33,7 +34,7 @@ def build_report(run_dir: str | Path) -> Path:
     results_path = run_dir / "results.json"
     if not results_path.is_file():
         raise UserError(f"{results_path}: no results to report (run `linklm run` first)")
-    results = json.loads(results_path.read_text())
+    results = read_json(results_path, RESULTS_SHAPE, user=True)
     models = {k: results["models"][k] for k in LLM_KINDS if k in results.get("models", {})}
     sweep = run_dir / "sweep" / "sweep.json"
     if sweep.is_file():  # the verdict also gives the sweep's answer
