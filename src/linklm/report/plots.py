@@ -52,12 +52,17 @@ def training_curves(logs: dict[str, list[dict]], val: dict[str, list[dict]], pat
         for ax, key in ((ax_loss, "loss"), (ax_acc, "accuracy")):
             values = np.convolve([r[key] for r in rows], kernel, mode="valid")
             ax.plot(steps[window - 1 :], values, label=name)
-    for name, rows in val.items():
+    aucs = []
+    for name, rows in val.items():  # every evaluation, at its step: several per epoch
         if rows:
-            ax_val.plot([r["epoch"] for r in rows], [r["eval_auc"] for r in rows], marker="o", label=name)
+            aucs += [r["eval_auc"] for r in rows]
+            steps = [r.get("step", r["epoch"]) for r in rows]
+            ax_val.plot(steps, [r["eval_auc"] for r in rows], marker="o", label=name)
+    if aucs:  # a fixed margin: one point, or a flat curve, is not blown up to fill the axis
+        ax_val.set_ylim(max(0.0, min(aucs) - 0.02), min(1.0, max(aucs) + 0.02))
     ax_loss.set(xlabel="step", ylabel="train loss (moving average)", title="Loss")
     ax_acc.set(xlabel="step", ylabel="train batch accuracy", title="Accuracy")
-    ax_val.set(xlabel="epoch", ylabel="val AUC", title="Validation")
+    ax_val.set(xlabel="step", ylabel="val AUC", title="Validation")
     for ax in (ax_loss, ax_acc, ax_val):
         if ax.lines:
             ax.legend(fontsize=8)
@@ -66,14 +71,15 @@ def training_curves(logs: dict[str, list[dict]], val: dict[str, list[dict]], pat
 
 def accuracy_bars(names: list[str], means: list[float], stds: list[float] | None, path: Path,
                   ylabel: str = "test accuracy") -> Path:  # fmt: skip
-    fig = Figure(figsize=(6, 4))
+    """Horizontal bars, so a model's name is never cut or overlapped, whatever its length."""
+    fig = Figure(figsize=(6.5, 1.2 + 0.45 * len(names)))
     ax = fig.subplots()
-    ax.bar(names, means, yerr=stds, capsize=4, color="#4c72b0")
-    for i, m in enumerate(means):
-        ax.text(i, m, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
+    ax.barh(names, means, xerr=stds, capsize=4, color="#4c72b0")
+    ax.invert_yaxis()  # first model on top
     low = max(0.0, min(means) - 0.1)
-    ax.set(ylabel=ylabel, ylim=(low, 1.0), title=f"{ylabel.capitalize()} by model")
-    ax.tick_params(axis="x", rotation=20)
+    for i, m in enumerate(means):  # inside the bar's end: every bar is at least 0.1 long
+        ax.text(m - 0.005, i, f"{m:.3f}", ha="right", va="center", fontsize=8, color="white")
+    ax.set(xlabel=ylabel, xlim=(low, 1.0), title=f"{ylabel.capitalize()} by model")
     return save_figure(fig, path)
 
 
