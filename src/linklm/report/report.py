@@ -191,8 +191,10 @@ def _verdict(results: dict, models: dict) -> str:
         parts.append(f"{m['test_auc'] - vanilla['test_auc']:+.4f}{interval('vanilla')} over vanilla (text only)")
     if gnn:
         gap = m["test_auc"] - gnn["test_auc"]
-        shown = f"{gap:+.4f}" if abs(gap) >= 5e-5 else f"{gap:+.1e}, level with"
-        parts.append(f"{shown}{interval('gnn')} over the GNN it is fed ({gnn['test_auc']:.4f})")
+        if abs(gap) >= 5e-5:
+            parts.append(f"{gap:+.4f}{interval('gnn')} over the GNN it is fed ({gnn['test_auc']:.4f})")
+        else:
+            parts.append(f"level with the GNN it is fed ({gnn['test_auc']:.4f}, a gap of {gap:+.1e})")
     sentences = [", ".join(parts) + "."]
     if results.get("sweep_answer"):
         sentences.append(f"Sweep: {results['sweep_answer']}")
