@@ -66,3 +66,27 @@ def test_llm_training_resumes_after_sigkill(tmp_path):
     log = tmp_path / "runs" / "killed" / "models" / "vanilla" / "train_log.jsonl"
     steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
     assert steps == sorted(set(steps)), "each step logged once across the kill"
+
+
+def test_damaged_resume_files_are_not_trusted(tmp_path):
+    """A checkpoint marker, trainer state or best-so-far record of the wrong shape means: start afresh."""
+    from linklm.llm.training import KeepBest, resumable
+
+    ck = tmp_path / "checkpoints"
+    (ck / "checkpoint-5").mkdir(parents=True)
+    (ck / "checkpoint-x").mkdir()
+    (ck / "linklm_key.json").write_text('{"key": "k"}')
+    (ck / "checkpoint-5" / "trainer_state.json").write_text('{"global_step": 5}')
+    (ck / "checkpoint-x" / "trainer_state.json").write_text('{"global_step": 9}')
+    assert resumable(ck, "k") == ck / "checkpoint-5"
+    for bad in ("[]", '{"global_step": "5"}', "{"):
+        (ck / "checkpoint-5" / "trainer_state.json").write_text(bad)
+        assert resumable(ck, "k") is None, bad
+    (ck / "checkpoint-5" / "trainer_state.json").write_text('{"global_step": 5}')
+    (ck / "linklm_key.json").write_text("[]")
+    assert resumable(ck, "k") is None
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best" / "best.json").write_text('{"eval_auc": []}')
+    assert KeepBest(tmp_path / "best").best is None
+    (tmp_path / "best" / "best.json").write_text('{"eval_auc": 0.7, "epoch": 1.0, "step": 8}')
+    assert KeepBest(tmp_path / "best").best["step"] == 8

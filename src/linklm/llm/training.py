@@ -31,6 +31,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.utils import logging as hf_logging
 
 from linklm import tracking
+from linklm.artifacts import Damaged, read_json
 from linklm.errors import UserError
 from linklm.evaluate import accuracy_threshold, evaluate_scores
 from linklm.io import atomic_path, write_json
@@ -194,14 +195,23 @@ def _prepare(folder: Path, key: str, resume: Path | None) -> None:
 
 def resumable(checkpoints: Path, key: str) -> Path | None:
     """The latest complete checkpoint of a run with the same key, if any."""
-    marker = checkpoints / "linklm_key.json"
-    try:
-        if json.loads(marker.read_text())["key"] != key:
-            return None
-    except (OSError, ValueError, KeyError, TypeError):
+    if _readable(checkpoints / "linklm_key.json", {"key": str}, {}).get("key") != key:
         return None
-    done = [p for p in checkpoints.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    # (a checkpoint whose trainer state is damaged is no place to resume from)
+    done = [p for p in checkpoints.glob("checkpoint-*")
+            if p.name[len("checkpoint-"):].isdigit() and _readable(p / "trainer_state.json", STATE, None)]  # fmt: skip
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
+
+
+STATE = {"global_step": int}  # what linklm reads of a Trainer checkpoint's trainer_state.json
+
+
+def _readable(path: Path, shape: Any, otherwise: Any) -> Any:
+    """The JSON of a file that resuming reads, if it has `shape`; `otherwise` if it is missing or damaged."""
+    try:
+        return read_json(path, shape)
+    except Damaged:
+        return otherwise
 
 
 def truncate_log(path: Path, checkpoint: Path) -> None:
@@ -288,7 +298,8 @@ class KeepBest(TrainerCallback):
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.best = json.loads((folder / "best.json").read_text()) if (folder / "best.json").is_file() else None
+        shape = {"eval_auc": (int, float), "epoch": (int, float), "step": int, "threshold?": (int, float)}
+        self.best = _readable(folder / "best.json", shape, None)  # a resumed run's best so far
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         auc = (metrics or {}).get("eval_auc")
