@@ -129,10 +129,7 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
 
 def saved_threshold(info_path: Path) -> float:
     """The val-chosen cut saved with a model (`linklm.json`); 0.5 for one saved before there was one."""
-    try:
-        return float(json.loads(info_path.read_text()).get("threshold", 0.5))
-    except (OSError, ValueError, TypeError, AttributeError):
-        return 0.5
+    return float(_readable(info_path, {"threshold?": (int, float)}, {}).get("threshold", 0.5))
 
 
 @contextlib.contextmanager
