@@ -137,6 +137,11 @@ def test_sweep_prints_the_answer_and_marks_prompts_that_do_not_fit(tmp_path, cap
         "Holm runs across every (model, dimension, metric) test"
     )
     assert all(0.0 <= r["predicted_positive_share"] <= 1.0 for r in sweep["runs"])
+    # each gain is over vanilla with the same seed, for every model (not over an earlier model's runs)
+    auc = {(r["model"], r["kge_dim"], r["seed"]): r["test_auc"] for r in sweep["runs"]}
+    for row in tested:
+        gains = [auc[(row["model"], row["kge_dim"], s)] - auc[("vanilla", None, s)] for s in (0, 1)]
+        assert row["auc_gain"] == pytest.approx(np.mean(gains)), row["model"]
     assert (tmp_path / "runs" / "default" / "sweep" / "accuracy_vs_dim.png").is_file()
 
 

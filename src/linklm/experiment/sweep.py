@@ -106,10 +106,12 @@ def run_sweep(cfg: Config, dims: list[int], seeds: list[int], models: list[str],
     out_dir = cfg.run_dir / "sweep"
     manager = prepare_data(cfg)
     budget = _prompt_budget(cfg, manager)
-    per_run = _seed_runs(cfg, manager, "vanilla", None, seeds, force)
-    rows = [_vanilla_row(per_run, budget)]
+    vanilla = _seed_runs(cfg, manager, "vanilla", None, seeds, force)
+    per_run = list(vanilla)
+    rows = [_vanilla_row(vanilla, budget)]
     for model in models:
-        model_rows, model_runs = _model_rows(cfg, manager, model, dims, seeds, budget, per_run, force)
+        # every arm is paired with vanilla's run of the same seed (never with another arm's)
+        model_rows, model_runs = _model_rows(cfg, manager, model, dims, seeds, budget, vanilla, force)
         rows += model_rows
         per_run += model_runs
     _correct_for_multiplicity(rows)
