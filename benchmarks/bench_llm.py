@@ -7,6 +7,8 @@
 - trainer_overhead: the HF Trainer pipeline (collator with on-the-fly negatives, dynamic padding)
   vs a bare forward/backward/step loop on the same model and the same batches; plus the model's
   FLOP utilisation against the machine's measured fp32 matmul peak.
+- length_slices_speedup: a training step on batches padded to their longest prompt over the same step
+  computed as 4 slices of similar length (`llm.length_slices`), same model, same batches.
 - embedding_vs_vanilla_cost: training time per example of the embedding (KGE-injection) model over
   the vanilla model's, same batches of pairs.
 
@@ -87,6 +89,33 @@ def bare_loop_seconds(clf, batches: list[dict]) -> float:
     return time.perf_counter() - start
 
 
+def length_slices_speedup(clf, batches: list[dict], slices: int = 4) -> dict:
+    """Training steps on the same batches, as one batch padded to its longest prompt and as
+    `slices` slices of similar length (`llm.length_slices`), alternated so both see the same machine."""
+    from linklm.llm.slices import forward_by_length
+
+    model = clf.model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    seconds = {1: 0.0, slices: 0.0}
+    for i, batch in enumerate([batches[0], *batches]):
+        for n in seconds:
+            start = time.perf_counter()
+            forward_by_length(model, batch, n).loss.backward()
+            opt.step()
+            opt.zero_grad()
+            if i:  # the first batch warms up
+                seconds[n] += time.perf_counter() - start
+    examples = sum(len(b["attention_mask"]) for b in batches)
+    return {
+        "length_slices": slices,
+        "length_slices_speedup": round(seconds[1] / seconds[slices], 2),
+        "length_slices_examples_per_second": round(examples / seconds[slices], 1),
+        "padded_examples_per_second": round(examples / seconds[1], 1),
+        "prompt_tokens_mean": round(sum(int(b["attention_mask"].sum()) for b in batches) / examples, 1),
+        "padded_tokens_mean": round(float(np.mean([b["attention_mask"].shape[1] for b in batches])), 1),
+    }
+
+
 def trainer_seconds_per_step(clf, pairs: PairDataset, positives: int) -> float:
     """Seconds per step of the Trainer's loop, between the ends of its first and last steps (no
     warm-up, no final evaluation), collator and dynamic padding included."""
@@ -141,6 +170,8 @@ def main() -> None:
     batches = [collate([pairs[i] for i in range(lo, lo + positives)]) for lo in range(0, len(pairs), positives)]
     tokens = float(np.mean([b["input_ids"].numel() for b in batches]))
     bare = bare_loop_seconds(vanilla, batches) / len(batches)
+    figures.update(length_slices_speedup(vanilla, batches))
+    print({k: v for k, v in figures.items() if "length" in k or "padded" in k}, flush=True)
     vanilla2 = VanillaClassifier(ml.llm_df, ml.source_df, ml.target_df, "/tmp/linklm-bench/vanilla2", args.model)
     piped = trainer_seconds_per_step(vanilla2, pairs, positives)
     peak = matmul_peak_gflops()

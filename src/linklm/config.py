@@ -152,6 +152,9 @@ class LLMConfig:
     test_pairs: int = 0  # (int) test pairs each classifier is scored on, the same for all (0 = all; sweeps)
     batch_size: int = 256  # (int) examples per step, negatives included
     eval_batch_size: int = 512  # (int) examples per step for val/test
+    # (int) a training batch runs as this many slices of similar prompt length, each padded to its own
+    # longest (1 = one batch padded to its longest): the same loss, ~1.5x less work on ml-100k
+    length_slices: int = 4
     lr: float = 1e-4  # (float) AdamW learning rate of the language model
     gnn_lr: float = 1e-3  # (float) learning rate of the GNN in the end-to-end model
     head_lr: float = 1e-3  # (float) fused: learning rate of its new modules (KGE projection, fusion head)
@@ -172,7 +175,7 @@ class LLMConfig:
     device: str = "auto"  # (str) auto, cpu, cuda; bf16/fp16 autocast where the GPU supports it
 
     def validate(self) -> None:
-        for key in ("epochs", "evals_per_epoch", "batch_size", "eval_batch_size"):
+        for key in ("epochs", "evals_per_epoch", "batch_size", "eval_batch_size", "length_slices"):
             if getattr(self, key) <= 0:
                 raise UserError(f"config key llm.{key} must be > 0, got {getattr(self, key)}")
         for key in (

@@ -38,14 +38,28 @@ def test_pair_logits_gradcheck(monkeypatch, chunk):
     assert torch.autograd.gradcheck(lambda m: LinkGNN.decode_pairs(frozen, m, src, dst), (z_movie,))
 
 
-@pytest.mark.parametrize("chunk", [None, 3, 4, 100], ids=["default", "3", "4 (ragged last)", "larger than n"])
-def test_pair_logits_match_plain_autograd(monkeypatch, chunk):
+def test_dense_pair_logits_gradcheck():
+    z_user, z_movie, src, dst = _tables()
+    dense = lambda u, m: LinkGNN.decode_pairs(u, m, src, dst, dense=True)  # noqa: E731
+    assert torch.autograd.gradcheck(dense, (z_user, z_movie))
+    frozen = z_movie.detach()
+    assert torch.autograd.gradcheck(lambda u: dense(u, frozen), (z_user,))
+    frozen = z_user.detach()
+    assert torch.autograd.gradcheck(lambda m: dense(frozen, m), (z_movie,))
+
+
+@pytest.mark.parametrize(
+    "chunk, dense",
+    [(None, False), (3, False), (4, False), (100, False), (None, True)],
+    ids=["default", "3", "4 (ragged last)", "larger than n", "dense score matrix"],
+)
+def test_pair_logits_match_plain_autograd(monkeypatch, chunk, dense):
     if chunk is not None:
         monkeypatch.setattr(_PairLogits, "chunk", chunk)
     z_user, z_movie, src, dst = _tables(seed=1, num_users=6, num_movies=5, dim=4, n=13)
     upstream = torch.randn(src.numel(), dtype=torch.float64, generator=torch.Generator().manual_seed(7))
 
-    ours = LinkGNN.decode_pairs(z_user, z_movie, src, dst)
+    ours = LinkGNN.decode_pairs(z_user, z_movie, src, dst, dense=dense)
     grads = torch.autograd.grad(ours, (z_user, z_movie), upstream)
 
     plain = (z_user[src] * z_movie[dst]).sum(-1)

@@ -100,3 +100,21 @@ def test_every_kind_and_seed_scores_the_same_capped_test_pairs(tiny, tmp_path):
     known = set(zip(test["source_idx"], test["target_idx"], strict=True))
     assert all(pairs[0].equals(p) for p in pairs[1:])
     assert set(zip(pairs[0]["source_idx"], pairs[0]["target_idx"], strict=True)) <= known
+
+
+def test_untrained_fused_model_scores_test_exactly_as_the_gnn(tiny, tmp_path):
+    """Not merely close: the same scores, so selection's step 0 gives a test AUC equal to the GNN's
+    (float32 probabilities round differently and could put it a hair below)."""
+    import pandas as pd
+
+    from linklm.experiment.pipeline import gnn_predictions
+
+    ml, gen = tiny
+    cfg = Config()
+    cfg.llm.model = TINY
+    clf = make_classifier("fused", cfg, ml, gen, tmp_path / "fused")
+    result = clf.evaluate_model(None, "test", predictions_path=tmp_path / "fused.parquet")
+    gnn_predictions(gen, ml, tmp_path / "gnn.parquet")
+    fused, gnn = pd.read_parquet(tmp_path / "fused.parquet"), pd.read_parquet(tmp_path / "gnn.parquet")
+    assert np.array_equal(fused["score"].to_numpy(), gnn["score"].to_numpy())
+    assert result["auc"] == gen.metrics["test_auc"]

@@ -114,7 +114,6 @@ def train_gnn(cfg: Config, manager, force: bool = False):
 
 def gnn_predictions(gen, manager, path: Path) -> None:
     """The GNN's own test scores (sigmoid of the dot product of the test tables), for the report."""
-    import numpy as np
     import pandas as pd
     import torch
 
@@ -124,10 +123,10 @@ def gnn_predictions(gen, manager, path: Path) -> None:
     idx = manager.llm_index[test.to_numpy()]
     src, dst = idx["source_idx"].to_numpy(copy=True), idx["target_idx"].to_numpy(copy=True)
     user, movie = gen.get_embedding(src, dst, split="test")
-    scores = torch.sigmoid((user * movie).sum(-1)).numpy()
+    scores = torch.sigmoid((user * movie).sum(-1).double()).numpy()  # float64, as the classifiers' scores
     labels = manager.llm_df.loc[test, "labels"].to_numpy()
     write_parquet(path, pd.DataFrame({"source_idx": src, "target_idx": dst, "label": labels,
-                                      "score": scores.astype(np.float64)}))  # fmt: skip
+                                      "score": scores}))  # fmt: skip
 
 
 def make_classifier(kind: str, cfg: Config, manager, gen, root: Path):

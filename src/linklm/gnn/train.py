@@ -216,7 +216,7 @@ def train_step(model: GNN, graph: LinkGraph, adj, optimizer, src, dst, labels, d
     optimizer.zero_grad()
     z = embed(model, graph, adj, device)
     user, movie = graph.relations[0][0], graph.relations[0][2]
-    logits = LinkGNN.decode_pairs(z[user], z[movie], src, dst)
+    logits = LinkGNN.decode_pairs(z[user], z[movie], src, dst, dense=True)
     loss = F.binary_cross_entropy_with_logits(logits, labels)
     loss.backward()
     optimizer.step()

@@ -307,14 +307,22 @@ class EndToEndKGEClassifier(nn.Module):
             self._frozen_kges = {**cache, split_code: z}
         return z
 
+    def slice_inputs(self, batch: dict) -> tuple[KGEBertForSequenceClassification, dict]:
+        """The BERT classifier and its inputs for `batch`: node indices turned into KGEs, computed once
+        for the batch (`slices.forward_by_length` then runs BERT slice by slice)."""
+        batch = dict(batch)
+        z = self.node_kges(int(batch.pop("split_code")[0]))
+        batch["source_kge"] = z[self.user_type][batch.pop("source_idx")]
+        batch["target_kge"] = z[self.movie_type][batch.pop("target_idx")]
+        return self.classifier, batch
+
     def forward(self, input_ids, attention_mask, token_type_ids, source_idx, target_idx, split_code, labels=None,
                 **kwargs):  # fmt: skip
-        z = self.node_kges(int(split_code[0]))
-        return self.classifier(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            source_kge=z[self.user_type][source_idx], target_kge=z[self.movie_type][target_idx], labels=labels,
-            **kwargs,
+        classifier, inputs = self.slice_inputs(
+            {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids,
+             "source_idx": source_idx, "target_idx": target_idx, "split_code": split_code}
         )  # fmt: skip
+        return classifier(**inputs, labels=labels, **kwargs)
 
 
 def end_to_end_optimizer(model: EndToEndKGEClassifier, lr: float, gnn_lr: float, weight_decay: float):

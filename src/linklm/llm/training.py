@@ -36,6 +36,7 @@ from linklm.errors import UserError
 from linklm.evaluate import accuracy_threshold, evaluate_scores
 from linklm.io import atomic_path, write_json
 from linklm.llm.collator import PairDataset
+from linklm.llm.slices import forward_by_length
 from linklm.runtime import Runtime
 
 
@@ -66,11 +67,15 @@ class TrainSpec:
     # Also evaluate before the first step, so selection can keep the untrained model: the fused
     # model starts as its GNN, and keeps that if no later evaluation beats it on val.
     eval_on_start: bool = False
+    length_slices: int = 1  # a training batch runs as this many slices of similar length (`slices`)
 
 
 def positive_probability(logits) -> np.ndarray:
-    logits = torch.as_tensor(np.asarray(logits), dtype=torch.float32)
-    return torch.softmax(logits, dim=-1)[:, 1].numpy()
+    """sigmoid(logit 1 - logit 0), the softmax's positive class, in float64: it keeps apart scores
+    that float32 would round to one value (above a logit of ~17 every one becomes 1.0), and a fused
+    model that is still its GNN scores exactly as the GNN's `sigmoid(<u, m>)` does."""
+    logits = torch.as_tensor(np.asarray(logits)).double()
+    return torch.sigmoid(logits[:, 1] - logits[:, 0]).numpy()
 
 
 def _val_metrics(prediction) -> dict[str, float]:
@@ -100,7 +105,8 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
     trainer = LinkTrainer(
         model=model, args=args, data_collator=collate, train_dataset=Tagged(train, "train"),
         eval_dataset=Tagged(val, "val"), compute_metrics=_val_metrics, optimizers=(optimizer, None),
-        step_log_path=log_path, callbacks=[keep_best, *([audit] if audit else []), *trackers, *(callbacks or [])],
+        step_log_path=log_path, length_slices=spec.length_slices,
+        callbacks=[keep_best, *([audit] if audit else []), *trackers, *(callbacks or [])],
     )  # fmt: skip
     trainer.add_callback(_Divergence(trainer, spec))
     start = time.perf_counter()
@@ -224,8 +230,9 @@ def truncate_log(path: Path, checkpoint: Path) -> None:
 class LinkTrainer(Trainer):
     """The HF Trainer, recording each training step's loss and batch accuracy."""
 
-    def __init__(self, *args, step_log_path: Path | None = None, **kwargs):
+    def __init__(self, *args, step_log_path: Path | None = None, length_slices: int = 1, **kwargs):
         super().__init__(*args, **kwargs)
+        self.length_slices = length_slices
         if self.pop_callback(ProgressCallback) is not None:
             self.add_callback(QuietProgress)
         self.pop_callback(PrinterCallback)  # without progress bars: nothing printed per logging step
@@ -235,7 +242,10 @@ class LinkTrainer(Trainer):
         self.add_callback(_StepLog(self))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        outputs = model(**inputs)
+        # Training batches run as slices of similar length; not under DDP, whose reducer wants one
+        # forward per backward (`module`: the wrapper's model).
+        slices = self.length_slices if model.training and not hasattr(model, "module") else 1
+        outputs = forward_by_length(model, inputs, slices)
         loss = outputs.loss
         if model.training:  # a tensor flag: reading it only at log and save steps keeps the GPU busy
             ok = torch.isfinite(loss.detach())
