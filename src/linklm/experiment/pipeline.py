@@ -153,8 +153,9 @@ def classifier_key(kind: str, cfg: Config, manager, gen) -> str:
     """The classifier stage key: its kind, the data, the GNN it reads (if any), the llm fields that
     change its result (`artifacts.STAGE_FIELDS`) and the training precision (bf16 on a GPU changes
     the numbers; which device of a kind does not)."""
-    # recipe 2: accuracy and F1 at the val-chosen threshold (was 0.5)
-    upstream = {"kind": kind, "data": manager.key, "gnn": gen.key if kind != "vanilla" else None, "recipe": 2,
+    # recipe 2: accuracy and F1 at the val-chosen threshold (was 0.5); 3: val evaluations evenly
+    # spaced (steps 32 and 63, not 31, 62 and 63) and training batches in length slices
+    upstream = {"kind": kind, "data": manager.key, "gnn": gen.key if kind != "vanilla" else None, "recipe": 3,
                 "precision": precision(resolve_device(cfg.llm.device, "llm.device"))}  # fmt: skip
     if kind == "embedding_e2e":
         upstream["gnn_lr"] = cfg.llm.gnn_lr

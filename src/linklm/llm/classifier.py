@@ -245,7 +245,7 @@ class LinkClassifier:
             warmup_ratio=cfg.warmup_ratio, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
             cpu=device.type == "cpu", precision=precision(device), progress=self.progress,
             key=stable_hash(identity), name=self.name, evals_per_epoch=cfg.evals_per_epoch, tracking=self.tracking,
-            eval_on_start=self.starts_as_gnn, length_slices=cfg.length_slices,
+            eval_on_start=self.starts_as_gnn, length_slices=cfg.length_slices, selection_margin=cfg.selection_margin,
         )  # fmt: skip
         collate = training.SplitCollator({s: self.collator(s, seed=cfg.seed) for s in ("train", "val")},
                                          1 + cfg.neg_ratio, audit=cfg.audit_shards)  # fmt: skip

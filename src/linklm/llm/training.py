@@ -68,6 +68,7 @@ class TrainSpec:
     # model starts as its GNN, and keeps that if no later evaluation beats it on val.
     eval_on_start: bool = False
     length_slices: int = 1  # a training batch runs as this many slices of similar length (`slices`)
+    selection_margin: float = 0.0  # val AUC gain a later evaluation needs to replace the kept one
 
 
 def positive_probability(logits) -> np.ndarray:
@@ -101,7 +102,7 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
     if args.process_index == 0:  # (creating the arguments joined the process group, if any)
         _prepare(folder, spec.key, resume)
     Runtime.current().barrier()
-    keep_best = KeepBest(best_dir)
+    keep_best = KeepBest(best_dir, spec.selection_margin)
     trainer = LinkTrainer(
         model=model, args=args, data_collator=collate, train_dataset=Tagged(train, "train"),
         eval_dataset=Tagged(val, "val"), compute_metrics=_val_metrics, optimizers=(optimizer, None),
@@ -161,7 +162,9 @@ def _arguments(spec: TrainSpec, checkpoints: Path, steps_per_epoch: int, report_
         # transformers >= 5 (pinned in pyproject.toml) reads a warmup_steps below 1 as a share of the steps.
         warmup_steps=spec.warmup_ratio,
         eval_strategy="steps",
-        eval_steps=max(1, steps_per_epoch // spec.evals_per_epoch),
+        # Evenly spaced, the last one at the last step (which the Trainer always evaluates): 63 steps
+        # and 2 evaluations are steps 32 and 63, not 31, 62 and 63.
+        eval_steps=max(1, -(-steps_per_epoch // spec.evals_per_epoch)),
         eval_on_start=spec.eval_on_start,
         # Checkpoints for resuming a killed run, several per epoch; the best model by val AUC is
         # kept apart by KeepBest, since load_best_model_at_end would tie saving to evaluation.
@@ -301,16 +304,17 @@ class QuietProgress(ProgressCallback):
 
 
 class KeepBest(TrainerCallback):
-    """Saves the weights of the best val-AUC evaluation so far (safetensors) and restores them."""
+    """Saves the weights of the best val-AUC evaluation so far (safetensors) and restores them; a
+    later evaluation is better only by more than `margin`, so ties and noise keep the earlier one."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    def __init__(self, folder: Path, margin: float = 0.0):
+        self.folder, self.margin = folder, margin
         shape = {"eval_auc": (int, float), "epoch": (int, float), "step": int, "threshold?": (int, float)}
         self.best = _readable(folder / "best.json", shape, None)  # a resumed run's best so far
 
     def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
         auc = (metrics or {}).get("eval_auc")
-        if auc is None or (self.best is not None and auc <= self.best["eval_auc"]):
+        if auc is None or (self.best is not None and auc <= self.best["eval_auc"] + self.margin):
             return
         self.best = {"eval_auc": float(auc), "epoch": float(state.epoch or 0), "step": state.global_step,
                      "threshold": float(metrics.get("eval_threshold", 0.5))}  # fmt: skip
