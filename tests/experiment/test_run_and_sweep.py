@@ -155,3 +155,16 @@ def test_average_of_refuses_other_pairs_and_averages_scores():
     assert average_of([a, b])["score"].tolist() == pytest.approx([0.7, 0.3])
     with pytest.raises(ValueError):
         average_of([a, b.assign(target_idx=[3, 2])])
+
+
+def test_verdict_names_an_exact_tie_with_the_gnn_and_ends_each_sentence():
+    from linklm.report.report import _verdict
+
+    models = {"vanilla": {"test_auc": 0.74}, "fused": {"test_auc": 0.950364235}}
+    results = {"gnn": {"test_auc": 0.950364235}, "sweep_answer": "prompt: KGEs beat vanilla; every dimension fits",
+               "baselines": {"popularity": {"test_auc": 0.835}}}  # fmt: skip
+    text = _verdict(results, models)
+    assert "equal to the GNN it is fed (0.9504, to the last digit)" in text and "e+00" not in text
+    assert "every dimension fits. Baselines on the same pairs" in text
+    results["gnn"]["test_auc"] = 0.95037
+    assert "level with the GNN it is fed (0.9504, a gap of -5.8e-06)" in _verdict(results, models)

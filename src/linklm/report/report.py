@@ -193,11 +193,13 @@ def _verdict(results: dict, models: dict) -> str:
         gap = m["test_auc"] - gnn["test_auc"]
         if abs(gap) >= 5e-5:
             parts.append(f"{gap:+.4f}{interval('gnn')} over the GNN it is fed ({gnn['test_auc']:.4f})")
+        elif gap == 0:
+            parts.append(f"equal to the GNN it is fed ({gnn['test_auc']:.4f}, to the last digit)")
         else:
             parts.append(f"level with the GNN it is fed ({gnn['test_auc']:.4f}, a gap of {gap:+.1e})")
     sentences = [", ".join(parts) + "."]
     if results.get("sweep_answer"):
-        sentences.append(f"Sweep: {results['sweep_answer']}")
+        sentences.append(f"Sweep: {results['sweep_answer'].rstrip('.')}.")
     floors = results.get("baselines", {})
     if floors:
         listed = ", ".join(f"{name} {f['test_auc']:.4f}" for name, f in sorted(floors.items()))
