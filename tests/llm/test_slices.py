@@ -12,6 +12,13 @@ from linklm.llm.slices import forward_by_length
 from .conftest import TINY
 
 
+def _classifier(tiny, kind, folder):
+    ml, gen = tiny
+    cfg = Config()
+    cfg.llm.model = TINY
+    return make_classifier(kind, cfg, ml, gen, folder / kind)
+
+
 def _batch(clf, n=48):
     """A training batch as the Trainer gets it: n positives, as many on-the-fly negatives."""
     train = clf._train_positives(None)
@@ -25,10 +32,7 @@ def _grads(model):
 
 @pytest.mark.parametrize("kind", ["vanilla", "prompt", "embedding_frozen", "embedding_e2e", "fused"])
 def test_slices_give_the_padded_batch_logits_loss_and_gradients(tiny, tmp_path, kind):
-    ml, gen = tiny
-    cfg = Config()
-    cfg.llm.model = TINY
-    clf = make_classifier(kind, cfg, ml, gen, tmp_path / kind)
+    clf = _classifier(tiny, kind, tmp_path)
     model = clf.model.eval()  # no dropout: both ways compute the same function
     batch = _batch(clf)
     lengths = batch["attention_mask"].sum(1)
@@ -49,10 +53,7 @@ def test_slices_give_the_padded_batch_logits_loss_and_gradients(tiny, tmp_path, 
 
 
 def test_slices_pad_each_slice_to_its_own_longest(tiny, tmp_path):
-    ml, gen = tiny
-    cfg = Config()
-    cfg.llm.model = TINY
-    clf = make_classifier("vanilla", cfg, ml, gen, tmp_path / "vanilla")
+    clf = _classifier(tiny, "vanilla", tmp_path)
     widths = []
     hook = clf.model.bert.embeddings.register_forward_hook(lambda _m, _i, out: widths.append(out.shape[1]))
     batch = _batch(clf)
@@ -63,12 +64,10 @@ def test_slices_pad_each_slice_to_its_own_longest(tiny, tmp_path):
 
 
 def test_end_to_end_runs_its_gnn_once_per_sliced_batch(tiny, tmp_path):
-    ml, gen = tiny
-    cfg = Config()
-    cfg.llm.model = TINY
-    model = make_classifier("embedding_e2e", cfg, ml, gen, tmp_path / "e2e").model.train()
+    clf = _classifier(tiny, "embedding_e2e", tmp_path)
+    model = clf.model.train()
     calls = []
     hook = model.gnn.register_forward_hook(lambda *_: calls.append(1))
-    forward_by_length(model, _batch(make_classifier("embedding_e2e", cfg, ml, gen, tmp_path / "e2e")), slices=4)
+    forward_by_length(model, _batch(clf), slices=4)
     hook.remove()
     assert len(calls) == 1
