@@ -1,8 +1,9 @@
 """BERT sequence classifiers for the three ways of using KGEs, and how their weights are found.
 
-- vanilla and prompt: `BertForSequenceClassification`, its token-type table grown to the six
-  segments of `tokens.SEGMENTS` (every new row starts as the pretrained row 0, so an untrained model
-  computes exactly what the pretrained one does);
+- vanilla and prompt: `TextBertForSequenceClassification`, HF's `BertForSequenceClassification`
+  computing its last layer for the [CLS] token only (`first_token`), its token-type table grown to
+  the six segments of `tokens.SEGMENTS` (every new row starts as the pretrained row 0, so an
+  untrained model computes exactly what the pretrained one does);
 - embedding: `KGEBertForSequenceClassification`, which writes the projected user and movie KGEs
   into the input embeddings of the two slot tokens, once, at the word-embedding level, then lets
   `BertEmbeddings` add positions and segments and apply LayerNorm exactly once;
@@ -29,6 +30,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging as hf_logging
 
 from linklm.errors import UserError
+from linklm.llm.first_token import pooled_output
 from linklm.llm.tokens import MOVIE_KGE, SEGMENTS, USER_KGE
 
 MINILM = "all-MiniLM-L6-v2"
@@ -114,17 +116,17 @@ def build_model(name: str, kind: str, num_layers: int | None = None, kge_dim: in
 
 def _instantiate(name: str, kind: str, num_layers: int | None, kge_dim: int | None):
     classes = {"embedding": KGEBertForSequenceClassification, "fused": FusedKGEClassifier}
-    cls = classes.get(kind, BertForSequenceClassification)
+    cls = classes.get(kind, TextBertForSequenceClassification)
     if m := _RANDOM.fullmatch(name):
         tokenizer = load_tokenizer(name)
-        kge = kge_dim if cls is not BertForSequenceClassification else None
+        kge = kge_dim if cls is not TextBertForSequenceClassification else None
         return cls(random_config(m.group(0), len(tokenizer), kge))
     path = resolve(name)
     try:
         config = BertConfig.from_pretrained(path, num_labels=2)
         if num_layers:
             config.num_hidden_layers = num_layers
-        if cls is not BertForSequenceClassification:
+        if cls is not TextBertForSequenceClassification:
             config.kge_dim = kge_dim  # kge_dim lives on the config, not in the constructor
         # Truncating MiniLM leaves its upper layers unused and the classifier head new: expected,
         # so the load report's warnings are not shown.
@@ -136,6 +138,28 @@ def _instantiate(name: str, kind: str, num_layers: int | None, kge_dim: int | No
             hf_logging.set_verbosity(verbosity)
     except OSError as exc:
         raise UserError(f"{path}: cannot load model weights ({str(exc).splitlines()[0]})") from None
+
+
+class TextBertForSequenceClassification(BertForSequenceClassification):
+    """HF's BERT classifier, whose last layer is computed for the [CLS] token only (`first_token`)."""
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, output_attentions=None,
+                output_hidden_states=None, **kwargs) -> SequenceClassifierOutput:  # fmt: skip
+        pooled, outputs = pooled_output(
+            self.bert, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )  # fmt: skip
+        return _classified(self, pooled, outputs, labels)
+
+
+def _classified(model, pooled: Tensor, outputs, labels: Tensor | None) -> SequenceClassifierOutput:
+    """The seed's head on the pooled [CLS] state, and the loss when labels are given."""
+    logits = model.classifier(model.dropout(pooled))
+    loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+    return SequenceClassifierOutput(
+        loss=loss, logits=logits, hidden_states=getattr(outputs, "hidden_states", None),
+        attentions=getattr(outputs, "attentions", None),
+    )  # fmt: skip
 
 
 class KGEBertForSequenceClassification(BertPreTrainedModel):
@@ -183,15 +207,11 @@ class KGEBertForSequenceClassification(BertPreTrainedModel):
     ) -> SequenceClassifierOutput:
         """source_kge, target_kge: (batch, kge_dim). Returns the loss only when labels are given."""
         embeds = self.inject(input_ids, token_type_ids, source_kge, target_kge)
-        outputs = self.bert(
-            inputs_embeds=embeds, attention_mask=attention_mask, token_type_ids=token_type_ids,
+        pooled, outputs = pooled_output(
+            self.bert, inputs_embeds=embeds, attention_mask=attention_mask, token_type_ids=token_type_ids,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )  # fmt: skip
-        logits = self.classifier(self.dropout(outputs.pooler_output))
-        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
-        return SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
+        return _classified(self, pooled, outputs, labels)
 
 
 class _Fusion(nn.Module):
