@@ -51,6 +51,14 @@ def test_first_token_path_gives_the_whole_layers_logits_and_gradients(kind, atte
         assert torch.allclose(fast_grads[name], param.grad, atol=1e-6), name
 
 
+def test_hidden_states_asked_for_in_the_config_take_the_whole_path():
+    model = _model("vanilla", "sdpa")
+    model.config.output_hidden_states = True
+    with torch.no_grad():
+        out = model(**_batch("vanilla"))
+    assert out.hidden_states is not None and out.hidden_states[-1].shape[1] == 11
+
+
 def test_padding_does_not_reach_the_first_token():
     model = _model("vanilla", "sdpa")
     inputs = _batch("vanilla")

@@ -30,6 +30,9 @@ def pooled_output(bert: BertModel, *, output_attentions: bool | None = None, out
     """(bert's pooler output, bert's outputs or None). inputs: input_ids or inputs_embeds,
     attention_mask, token_type_ids."""
     config = bert.config
+    # None means the config's default, as in HF's own forward.
+    output_attentions = config.output_attentions if output_attentions is None else output_attentions
+    output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
     fast = (
         not (output_attentions or output_hidden_states or config.is_decoder)
         and config._attn_implementation in FAST_ATTENTION
