@@ -96,22 +96,38 @@ def bare_loop_seconds(clf, batches: list[dict]) -> float:
     return time.perf_counter() - start
 
 
+def _alternated(batches: list[dict], runs: dict) -> dict:
+    """Seconds each of `runs` (name -> function of a batch) spends on the same batches, alternated
+    batch by batch so every run sees the same machine; a first pass over batch 0 warms up."""
+    seconds = dict.fromkeys(runs, 0.0)
+    for i, batch in enumerate([batches[0], *batches]):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run(batch)
+            if i:
+                seconds[name] += time.perf_counter() - start
+    return seconds
+
+
+def _training_step(model, opt, forward):
+    def step(batch):
+        forward(batch).loss.backward()
+        opt.step()
+        opt.zero_grad()
+
+    return step
+
+
 def length_slices_speedup(clf, batches: list[dict], slices: int = 4) -> dict:
     """Training steps on the same batches, as one batch padded to its longest prompt and as
-    `slices` slices of similar length (`llm.length_slices`), alternated so both see the same machine."""
+    `slices` slices of similar length (`llm.length_slices`)."""
     from linklm.llm.slices import forward_by_length
 
     model = clf.model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
-    seconds = {1: 0.0, slices: 0.0}
-    for i, batch in enumerate([batches[0], *batches]):
-        for n in seconds:
-            start = time.perf_counter()
-            forward_by_length(model, batch, n).loss.backward()
-            opt.step()
-            opt.zero_grad()
-            if i:  # the first batch warms up
-                seconds[n] += time.perf_counter() - start
+    seconds = _alternated(batches, {
+        n: _training_step(model, opt, lambda batch, n=n: forward_by_length(model, batch, n)) for n in (1, slices)
+    })  # fmt: skip
     examples = sum(len(b["attention_mask"]) for b in batches)
     return {
         "length_slices": slices,
@@ -125,28 +141,26 @@ def length_slices_speedup(clf, batches: list[dict], slices: int = 4) -> dict:
 
 def first_token_speedup(clf, batches: list[dict]) -> dict:
     """Training steps and inference on the same batches with the whole last layer (asking for hidden
-    states runs HF's BertModel as is) and with [CLS] only, alternated so both see the same machine."""
+    states runs HF's BertModel as is) and with [CLS] only."""
     model = clf.model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     paths = {"whole": {"output_hidden_states": True}, "first": {}}
-    train = dict.fromkeys(paths, 0.0)
-    infer = dict.fromkeys(paths, 0.0)
-    for i, batch in enumerate([batches[0], *batches]):
-        for name, extra in paths.items():
-            start = time.perf_counter()
-            model(**batch, **extra).loss.backward()
-            opt.step()
-            opt.zero_grad()
-            middle = time.perf_counter()
-            with torch.no_grad():
-                model.eval()(**batch, **extra)
+
+    def infer(extra):
+        @torch.no_grad()
+        def run(batch):
+            model.eval()(**batch, **extra)
             model.train()
-            if i:  # the first batch warms up
-                train[name] += middle - start
-                infer[name] += time.perf_counter() - middle
+
+        return run
+
+    runs = {("train", name): _training_step(model, opt, lambda batch, e=extra: model(**batch, **e))
+            for name, extra in paths.items()}  # fmt: skip
+    runs |= {("infer", name): infer(extra) for name, extra in paths.items()}
+    seconds = _alternated(batches, runs)
     return {
-        "first_token_speedup": round(train["whole"] / train["first"], 2),
-        "first_token_inference_speedup": round(infer["whole"] / infer["first"], 2),
+        "first_token_speedup": round(seconds["train", "whole"] / seconds["train", "first"], 2),
+        "first_token_inference_speedup": round(seconds["infer", "whole"] / seconds["infer", "first"], 2),
     }
 
 

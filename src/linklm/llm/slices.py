@@ -2,8 +2,9 @@
 
 A batch of random pairs pads every prompt to the longest one: on ml-100k the prompts average 24
 tokens and a batch of 256 pads to about 42, so nearly half of BERT's work is padding. Sorted by
-length and cut into 4 slices, the batch pads to about 28 on average: 1.7x the training examples/s
-of MiniLM-L2 (`benchmarks/bench_llm.py`, `length_slices_speedup`). The loss is the same mean cross-entropy
+length and cut into 4 slices, the batch pads to about 28 on average: 1.6x the training examples/s
+of MiniLM-L2 (`benchmarks/bench_llm.py`, `length_slices_speedup`; 1.7x before the first-token
+last layer). The loss is the same mean cross-entropy
 over the whole batch, so the gradient is the one of the padded batch, up to float rounding (padding
 is masked out of attention and pooling).
 
