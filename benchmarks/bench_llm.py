@@ -4,11 +4,18 @@
 
 - tokenization_speedup: per-node assembly (linklm) vs the HF fast tokenizer, batched, on the same
   prompts of the embedded ml-100k; plus the projected time for ml-32m's 30.7 M examples.
+- bf16_speedup: training examples/s in bf16 (autocast, as `llm.precision=bf16` trains) over fp32,
+  on the same batches, alternated, for the vanilla and the embedding (frozen KGE) models; plus
+  the model's FLOP utilisation in each precision against the machine's measured matmul peak in that
+  precision (`flop_utilisation_fp32`, `flop_utilisation_bf16`).
 - trainer_overhead: the HF Trainer pipeline (collator with on-the-fly negatives, dynamic padding)
-  vs a bare forward/backward/step loop on the same model and the same batches; plus the model's
-  FLOP utilisation against the machine's measured fp32 matmul peak.
+  vs a bare forward/backward/step loop on the same model and the same batches, both in the
+  precision `llm.precision=auto` picks here (`bench_precision`).
+- embed_once_speedup: a training step in length slices whose words are looked up once per batch
+  (`slice_inputs`) over the same step looking them up once per slice.
 - length_slices_speedup: a training step on batches padded to their longest prompt over the same step
   computed as 4 slices of similar length (`llm.length_slices`), same model, same batches.
+  (Every training-step figure but bf16_speedup runs in `bench_precision`.)
 - first_token_speedup: a training step whose last BERT layer runs for every token (HF's BertModel)
   over the same step with that layer computed for [CLS] only (`linklm.llm.first_token`), same
   model, same batches; and the same for inference (`first_token_inference_speedup`).
@@ -21,6 +28,7 @@ Writes the figures into benchmarks/results.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 from pathlib import Path
@@ -32,12 +40,16 @@ from linklm import GraphRepresentationGenerator, MovieLensManager
 from linklm.llm import EmbeddingClassifier, VanillaClassifier
 from linklm.llm.collator import PairDataset
 from linklm.llm.tokens import NodeTokens, PromptBuilder
+from linklm.runtime import autocast, resolve_precision
 
 ML32M_EXAMPLES = 30_720_194  # the seed's llm_df rows on ml-32m
+CPU = torch.device("cpu")
+# Figures of older versions of this script, now measured per precision (`bf16_speedup`)
+RENAMED = ("flop_utilisation", "matmul_peak_gflops", "model_gflops")
 
 
-def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak_gflops(dtype=torch.float32, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b
     start = time.perf_counter()
     for _ in range(repeats):
@@ -72,24 +84,35 @@ def bench_tokenization(ml, tokenizer, n: int) -> dict:
     }
 
 
+def _batches(clf, pairs: PairDataset, positives: int) -> list[dict]:
+    """Training batches of `positives` positives each, with their on-the-fly negatives."""
+    collate = clf.collator("train", seed=0)
+    return [collate([pairs[i] for i in range(lo, lo + positives)]) for lo in range(0, len(pairs), positives)]
+
+
 def _pairs(ml, n: int) -> PairDataset:
     src, dst = ml.supervision("train")
     return PairDataset(src[:n], dst[:n], np.ones(min(n, len(src)), dtype=np.int64))
 
 
-def bare_loop_seconds(clf, batches: list[dict]) -> float:
+def bare_loop_seconds(clf, batches: list[dict], precision: str) -> float:
     from linklm.llm.slices import forward_by_length
 
     model = clf.model.train()
-    # The optimizer the Trainer uses by default (fused AdamW) and its length slices, so the two loops
-    # differ only in the pipeline.
+    # The optimizer the Trainer uses by default (fused AdamW), its length slices and its autocast
+    # (one per batch), so the two loops differ only in the pipeline.
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     slices = clf.config.length_slices
-    forward_by_length(model, batches[0], slices).loss.backward()  # warm-up
+
+    def loss(batch):
+        with autocast(CPU, precision):
+            return forward_by_length(model, batch, slices).loss
+
+    loss(batches[0]).backward()  # warm-up
     opt.zero_grad()
     start = time.perf_counter()
     for batch in batches:
-        forward_by_length(model, batch, slices).loss.backward()
+        loss(batch).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # as the Trainer does (max_grad_norm=1)
         opt.step()
         opt.zero_grad()
@@ -109,16 +132,18 @@ def _alternated(batches: list[dict], runs: dict) -> dict:
     return seconds
 
 
-def _training_step(model, opt, forward):
+def _training_step(model, opt, forward, precision: str):
     def step(batch):
-        forward(batch).loss.backward()
+        with autocast(CPU, precision):
+            loss = forward(batch).loss
+        loss.backward()
         opt.step()
         opt.zero_grad()
 
     return step
 
 
-def length_slices_speedup(clf, batches: list[dict], slices: int = 4) -> dict:
+def length_slices_speedup(clf, batches: list[dict], precision: str, slices: int = 4) -> dict:
     """Training steps on the same batches, as one batch padded to its longest prompt and as
     `slices` slices of similar length (`llm.length_slices`)."""
     from linklm.llm.slices import forward_by_length
@@ -126,7 +151,8 @@ def length_slices_speedup(clf, batches: list[dict], slices: int = 4) -> dict:
     model = clf.model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
     seconds = _alternated(batches, {
-        n: _training_step(model, opt, lambda batch, n=n: forward_by_length(model, batch, n)) for n in (1, slices)
+        n: _training_step(model, opt, lambda batch, n=n: forward_by_length(model, batch, n), precision)
+        for n in (1, slices)
     })  # fmt: skip
     examples = sum(len(b["attention_mask"]) for b in batches)
     return {
@@ -139,7 +165,7 @@ def length_slices_speedup(clf, batches: list[dict], slices: int = 4) -> dict:
     }
 
 
-def first_token_speedup(clf, batches: list[dict]) -> dict:
+def first_token_speedup(clf, batches: list[dict], precision: str) -> dict:
     """Training steps and inference on the same batches with the whole last layer (asking for hidden
     states runs HF's BertModel as is) and with [CLS] only."""
     model = clf.model.train()
@@ -149,12 +175,13 @@ def first_token_speedup(clf, batches: list[dict]) -> dict:
     def infer(extra):
         @torch.no_grad()
         def run(batch):
-            model.eval()(**batch, **extra)
+            with autocast(CPU, precision):
+                model.eval()(**batch, **extra)
             model.train()
 
         return run
 
-    runs = {("train", name): _training_step(model, opt, lambda batch, e=extra: model(**batch, **e))
+    runs = {("train", name): _training_step(model, opt, lambda batch, e=extra: model(**batch, **e), precision)
             for name, extra in paths.items()}  # fmt: skip
     runs |= {("infer", name): infer(extra) for name, extra in paths.items()}
     seconds = _alternated(batches, runs)
@@ -162,6 +189,65 @@ def first_token_speedup(clf, batches: list[dict]) -> dict:
         "first_token_speedup": round(seconds["train", "whole"] / seconds["train", "first"], 2),
         "first_token_inference_speedup": round(seconds["infer", "whole"] / seconds["infer", "first"], 2),
     }
+
+
+class _PerSliceLookups(torch.nn.Module):
+    """A classifier without `slice_inputs`: `forward_by_length` then looks its words up per slice."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, **batch):
+        return self.model(**batch)
+
+
+def embed_once_speedup(clf, batches: list[dict], precision: str) -> dict:
+    """Training steps in length slices on the same batches, words looked up once per slice and once
+    per batch."""
+    from linklm.llm.slices import forward_by_length
+
+    model = clf.model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    slices = clf.config.length_slices
+    per_slice = _PerSliceLookups(model)
+    seconds = _alternated(batches, {
+        "per_slice": _training_step(model, opt, lambda batch: forward_by_length(per_slice, batch, slices), precision),
+        "once": _training_step(model, opt, lambda batch: forward_by_length(model, batch, slices), precision),
+    })  # fmt: skip
+    return {"embed_once_speedup": round(seconds["per_slice"] / seconds["once"], 2)}
+
+
+def bf16_speedup(models: dict, flops: float) -> dict:
+    """Training steps in fp32 and in bf16 autocast, alternated on the same batches, per model
+    (name -> (classifier, batches)); the vanilla model's achieved GFLOP/s in each precision, from
+    `flops` per batch, against the matmul peak of that precision."""
+    speedup, figures = {}, {}
+    for name, (clf, batches) in models.items():
+        model = clf.model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+        forward = functools.partial(_sliced, model, slices=clf.config.length_slices)
+        seconds = _alternated(batches, {p: _training_step(model, opt, forward, p) for p in ("fp32", "bf16")})
+        speedup[name] = round(seconds["fp32"] / seconds["bf16"], 2)
+        figures[f"bf16_examples_per_second_{name}"] = round(_examples(batches) / seconds["bf16"], 1)
+        figures[f"fp32_examples_per_second_{name}"] = round(_examples(batches) / seconds["fp32"], 1)
+        if name == "vanilla":
+            for p, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+                peak = matmul_peak_gflops(dtype)
+                achieved = flops * len(batches) / seconds[p] / 1e9
+                figures |= {f"matmul_peak_gflops_{p}": round(peak, 1), f"model_gflops_{p}": round(achieved, 1),
+                            f"flop_utilisation_{p}": round(achieved / peak, 3)}  # fmt: skip
+    return {"bf16_speedup": speedup, **figures}
+
+
+def _sliced(model, batch: dict, slices: int):
+    from linklm.llm.slices import forward_by_length
+
+    return forward_by_length(model, batch, slices)
+
+
+def _examples(batches: list[dict]) -> int:
+    return sum(len(b["attention_mask"]) for b in batches)
 
 
 def counted_flops_per_batch(model, batches: list[dict], slices: int) -> float:
@@ -222,25 +308,22 @@ def main() -> None:
 
     positives = args.batch // 2
     pairs = _pairs(ml, positives * args.steps)
-    collate = vanilla.collator("train", seed=0)
-    batches = [collate([pairs[i] for i in range(lo, lo + positives)]) for lo in range(0, len(pairs), positives)]
-    bare = bare_loop_seconds(vanilla, batches) / len(batches)
-    figures.update(length_slices_speedup(vanilla, batches))
+    precision = resolve_precision("auto", CPU, "llm.precision")
+    figures["bench_precision"] = precision
+    batches = _batches(vanilla, pairs, positives)
+    bare = bare_loop_seconds(vanilla, batches, precision) / len(batches)
+    figures.update(length_slices_speedup(vanilla, batches, precision))
     print({k: v for k, v in figures.items() if "length" in k or "padded" in k}, flush=True)
-    figures.update(first_token_speedup(vanilla, batches))
-    print({k: v for k, v in figures.items() if "first_token" in k}, flush=True)
+    figures.update(first_token_speedup(vanilla, batches, precision))
+    figures.update(embed_once_speedup(vanilla, batches, precision))
+    print({k: v for k, v in figures.items() if "first_token" in k or "once" in k}, flush=True)
     vanilla2 = VanillaClassifier(ml.llm_df, ml.source_df, ml.target_df, "/tmp/linklm-bench/vanilla2", args.model)
     piped = trainer_seconds_per_step(vanilla2, pairs, positives)
-    peak = matmul_peak_gflops()
-    achieved = counted_flops_per_batch(vanilla.model.train(), batches[:4], vanilla.config.length_slices) / bare / 1e9
     figures.update({
         "trainer_overhead": round(piped / bare - 1, 3),
         "trainer_overhead_target": 0.15,
         "bare_loop_examples_per_second": round(2 * positives / bare, 1),
         "trainer_examples_per_second": round(2 * positives / piped, 1),
-        "matmul_peak_gflops": round(peak, 1),
-        "model_gflops": round(achieved, 1),
-        "flop_utilisation": round(achieved / peak, 3),
     })  # fmt: skip
 
     gen = GraphRepresentationGenerator(ml.data, ml.train_data, ml.val_data, ml.test_data, kge_dimension=16,
@@ -249,6 +332,10 @@ def main() -> None:
         gen.train_model(progress=False, log=lambda _: None)
     embedding = EmbeddingClassifier(ml.llm_df, ml.source_df, ml.target_df, "/tmp/linklm-bench/emb", args.model,
                                     kge=gen)  # fmt: skip
+    flops = counted_flops_per_batch(vanilla.model.train(), batches[:4], vanilla.config.length_slices)
+    arms = {"vanilla": (vanilla, batches), "embedding_frozen": (embedding, _batches(embedding, pairs, positives))}
+    figures.update(bf16_speedup(arms, flops))
+    print({k: v for k, v in figures.items() if "bf16" in k or "flop" in k}, flush=True)
     vanilla3 = VanillaClassifier(ml.llm_df, ml.source_df, ml.target_df, "/tmp/linklm-bench/vanilla3", args.model)
     t_emb = trainer_seconds_per_step(embedding, pairs, positives)
     t_van = trainer_seconds_per_step(vanilla3, pairs, positives)
@@ -257,6 +344,8 @@ def main() -> None:
         print(f"{key:<48} {value}")
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.is_file() else {}
+    for stale in RENAMED:
+        results.pop(stale, None)
     results.update(figures)
     out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 

@@ -37,10 +37,10 @@ DRY_RUN_OVERRIDES = ["llm.model=random:L2-H128", "gnn.epochs=3", "llm.max_train_
 def environment(device: str) -> dict:
     import torch
 
-    from linklm.runtime import precision
+    from linklm.runtime import resolve_precision
 
     info = {"torch": torch.__version__, "cuda": torch.version.cuda, "device": device,
-            "precision": precision(torch.device(device))}  # fmt: skip
+            "precision": resolve_precision("auto", torch.device(device), "llm.precision")}  # fmt: skip
     if device == "cuda":
         props = torch.cuda.get_device_properties(0)
         info |= {"gpu": props.name, "gpu_memory_gb": round(props.total_memory / 1024**3, 1),

@@ -37,6 +37,7 @@ MAX_DIM = 4096
 # The HF Trainer seeds numpy's legacy generator, which takes 0 .. 2**32 - 1; every seed stays there.
 SEED_RANGE = range(2**32)
 DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # runtime.resolve_precision says which a device can train in
 # What a local model folder must hold: the BERT config, and a tokenizer (fast or WordPiece vocab).
 MODEL_FILES = ("config.json",)
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
@@ -177,7 +178,11 @@ class LLMConfig:
     ranking_users: int = 30
     audit_shards: bool = False  # (bool) each rank records the train positives it saw per epoch
     models: list[str] = field(default_factory=lambda: list(LLM_KINDS))  # (list) what `linklm run` trains
-    device: str = "auto"  # (str) auto, cpu, cuda; bf16/fp16 autocast where the GPU supports it
+    device: str = "auto"  # (str) auto, cpu, cuda or cuda:N
+    # (str) auto, fp32, bf16 or fp16: the autocast of training, validation and test scoring. auto:
+    # bf16 on a CPU with native bf16 (AVX-512 BF16 or AMX) and on a GPU that has it, fp16 on an
+    # older GPU, fp32 otherwise. Part of the stage key: bf16 changes the numbers (README "Precision")
+    precision: str = "auto"
 
     def validate(self) -> None:
         for key in ("epochs", "evals_per_epoch", "batch_size", "eval_batch_size", "length_slices"):
@@ -205,6 +210,7 @@ class LLMConfig:
         if unknown:
             raise UserError(f"config key llm.models: unknown model kind {unknown[0]!r} (known: {', '.join(LLM_KINDS)})")
         _check_device("llm.device", self.device)
+        _check_precision("llm.precision", self.precision)
         _check_seed("llm.seed", self.seed)
         _check_model("llm.model", self.model)
         if self.batch_size < 1 + self.neg_ratio:
@@ -214,6 +220,11 @@ class LLMConfig:
 def _check_device(key: str, value: str) -> None:
     if not DEVICE.fullmatch(value):
         raise UserError(f"config key {key} must be auto, cpu, cuda or cuda:N, got {value!r}")
+
+
+def _check_precision(key: str, value: str) -> None:
+    if value not in PRECISIONS:
+        raise UserError(f"config key {key} must be one of {', '.join(PRECISIONS)}, got {value!r}")
 
 
 def _check_seed(key: str, value: int) -> None:

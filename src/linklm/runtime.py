@@ -2,6 +2,7 @@
 
     rt = Runtime.current()                 # joins the process group under torchrun / accelerate launch
     device = resolve_device(cfg.gnn.device, "gnn.device")
+    precision = resolve_precision(cfg.llm.precision, device, "llm.precision")
     if rt.main: ...                        # rank 0 writes files
     rt.main_first(build_cache)             # rank 0 builds a cache, then the others load it
 
@@ -32,13 +33,45 @@ def resolve_device(name: str, key: str):
     return torch.device(name)
 
 
-def precision(device) -> str:
-    """bf16 on a GPU that has it, fp16 on an older GPU, fp32 on a CPU (autocast in training)."""
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX): there bf16 matmuls run several
+    times as fast as fp32 (README "Precision"); elsewhere oneDNN emulates them, slower than fp32."""
     import torch
 
-    if device.type != "cuda":
-        return "fp32"
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(requested: str, device, key: str) -> str:
+    """fp32, bf16 or fp16 for config value `requested` (auto, fp32, bf16, fp16) on `device`.
+
+    auto: bf16 on a CPU with native bf16 and on a GPU that has it, fp16 on an older GPU, fp32
+    otherwise. A precision the device cannot train in is a UserError naming config key `key`."""
+    import torch
+
+    if device.type == "cuda":
+        bf16 = torch.cuda.is_bf16_supported()
+        if requested == "auto":
+            return "bf16" if bf16 else "fp16"
+        if requested == "bf16" and not bf16:
+            raise UserError(f"config key {key} is bf16 but this GPU has no bf16; use fp16, fp32 or auto")
+        return requested
+    if requested == "auto":
+        return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
+    if requested == "fp16":
+        raise UserError(f"config key {key} is fp16, which trains on a GPU only; on the CPU use bf16, fp32 or auto")
+    if requested == "bf16" and not (device.type == "cpu" and cpu_has_bf16()):
+        raise UserError(f"config key {key} is bf16 but this CPU has no native bf16 (AVX-512 BF16 or AMX); "
+                        "use fp32 or auto")  # fmt: skip
+    return requested
+
+
+def autocast(device, precision: str):
+    """The autocast context of `precision` on `device` (fp32: a no-op)."""
+    import torch
+
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
 @dataclass(frozen=True)

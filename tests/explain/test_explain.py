@@ -1,5 +1,6 @@
 """Step E: exact Shapley values, attention by segment, and `linklm explain` on a tiny trained run."""
 
+import dataclasses
 import itertools
 import json
 import math
@@ -113,9 +114,12 @@ def _check_efficiency(kind, clf, model):
     phi = shapley_values(values)
     assert phi.shape == (6, 2 if kind == "vanilla" else 4)
     # f(all): the plain forward, which agrees with the classifier's own predict (where the
-    # end-to-end model runs its GNN inside).
+    # end-to-end model runs its GNN inside) in fp32, the precision explanations are computed in.
     full = model.log_odds(**batch).double().numpy()
+    run_precision = clf.config
+    clf.config = dataclasses.replace(run_precision, precision="fp32")
     _, prob = clf.predict(None, "test")
+    clf.config = run_precision
     assert np.log(prob[:6] / (1 - prob[:6])) == pytest.approx(full, abs=1e-4), kind
     # f(none): every user/movie/KGE token is [MASK], and no KGE is injected.
     ids = batch["input_ids"].clone()

@@ -71,3 +71,14 @@ def test_end_to_end_runs_its_gnn_once_per_sliced_batch(tiny, tmp_path):
     forward_by_length(model, _batch(clf), slices=4)
     hook.remove()
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("kind", ["vanilla", "embedding_frozen", "embedding_e2e", "fused"])
+def test_a_sliced_batch_looks_its_words_up_once(tiny, tmp_path, kind):
+    """One lookup, so the word table's dense gradient is built once per step, not once per slice."""
+    clf = _classifier(tiny, kind, tmp_path)
+    calls = []
+    hook = clf.backbone.bert.embeddings.word_embeddings.register_forward_hook(lambda *_: calls.append(1))
+    forward_by_length(clf.model.train(), _batch(clf), slices=4).loss.backward()
+    hook.remove()
+    assert len(calls) == 1

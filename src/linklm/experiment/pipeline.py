@@ -25,7 +25,7 @@ from linklm.config import LLM_KINDS, Config
 from linklm.errors import UserError
 from linklm.experiment import ranking
 from linklm.io import locked, write_json
-from linklm.runtime import Runtime, precision, resolve_device
+from linklm.runtime import Runtime, resolve_device, resolve_precision
 
 _MODEL_FILES = ("metrics.json", "model/model.safetensors", "test_predictions.parquet")
 
@@ -149,6 +149,12 @@ def make_classifier(kind: str, cfg: Config, manager, gen, root: Path):
     return clf
 
 
+def llm_precision(cfg: Config) -> str:
+    """The classifiers' precision (fp32, bf16, fp16) on their device; one the device cannot train in
+    stops the run here, before any stage."""
+    return resolve_precision(cfg.llm.precision, resolve_device(cfg.llm.device, "llm.device"), "llm.precision")
+
+
 def classifier_key(kind: str, cfg: Config, manager, gen) -> str:
     """The classifier stage key: its kind, the data, the GNN it reads (if any), the llm fields that
     change its result (`artifacts.STAGE_FIELDS`) and the training precision (bf16 on a GPU changes
@@ -156,7 +162,7 @@ def classifier_key(kind: str, cfg: Config, manager, gen) -> str:
     # recipe 2: accuracy and F1 at the val-chosen threshold (was 0.5); 3: val evaluations evenly
     # spaced (steps 32 and 63, not 31, 62 and 63) and training batches in length slices
     upstream = {"kind": kind, "data": manager.key, "gnn": gen.key if kind != "vanilla" else None, "recipe": 3,
-                "precision": precision(resolve_device(cfg.llm.device, "llm.device"))}  # fmt: skip
+                "precision": llm_precision(cfg)}  # fmt: skip
     if kind == "embedding_e2e":
         upstream["gnn_lr"] = cfg.llm.gnn_lr
     if kind == "fused":
@@ -212,7 +218,7 @@ def _train_classifier(kind: str, cfg: Config, manager, gen, root: Path, key: str
         # Share of test pairs answered "yes": far from 0.5 on balanced pairs, the model says one class.
         "test_positive_share": round(sum(row[1] for row in test["confusion_matrix"]) / test["n"], 4),
         **{name: train[name] for name in ("val_auc", "val_history", "best_epoch", "resumed_from", "train_seconds",
-                                          "examples_per_second", "train_examples", "threshold")},
+                                          "examples_per_second", "train_examples", "threshold", "precision")},
         "total_seconds": round(time.perf_counter() - start, 2),
         "llm_model": cfg.llm.model,
         "num_layers": cfg.llm.num_layers,
@@ -239,6 +245,8 @@ def run_models(cfg: Config, kinds: list[str], force: bool = False, gnn: bool = T
     from linklm.experiment import baselines
 
     tracking.require(cfg.tracking)  # a tracker that is not installed stops the run before any work
+    if kinds:
+        llm_precision(cfg)  # so does a precision the device lacks
     rt = Runtime.current()
     if rt.main:
         write_json(cfg.run_dir / "config.json", cfg.to_dict())

@@ -99,9 +99,10 @@ class PromptBudget(NamedTuple):
 
 
 def run_sweep(cfg: Config, dims: list[int], seeds: list[int], models: list[str], force: bool = False) -> dict:
-    from linklm.experiment.pipeline import prepare_data
+    from linklm.experiment.pipeline import llm_precision, prepare_data
 
     start = time.perf_counter()
+    llm_precision(cfg)  # a precision the device lacks stops the sweep before any stage
     dims = sorted(set(dims))  # the fixed-sequence rule reads the dimensions in order
     out_dir = cfg.run_dir / "sweep"
     manager = prepare_data(cfg)

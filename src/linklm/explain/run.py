@@ -46,7 +46,8 @@ def shapley_count(samples: int) -> int:
 
 
 class LoadedModel:
-    """A trained classifier, ready to be explained on test pairs.
+    """A trained classifier, ready to be explained on test pairs, in fp32 whatever precision it
+    trained in: Shapley values are differences of log-odds that bf16 would round away.
 
     model: its HF model (the BERT part of the end-to-end model), in eval mode. tables: for the
     embedding kinds, the test KGEs it is fed, (num_users, kge_dim) and (num_movies, kge_dim), as the

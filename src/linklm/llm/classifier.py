@@ -37,7 +37,7 @@ from linklm.llm.models import (
     load_tokenizer,
 )
 from linklm.llm.tokens import NodeTokens, PromptBuilder, principal_components
-from linklm.runtime import Runtime, precision, resolve_device
+from linklm.runtime import Runtime, autocast, resolve_device, resolve_precision
 
 
 class LinkClassifier:
@@ -108,8 +108,7 @@ class LinkClassifier:
         return min(self.kge_dim, written) if written else self.kge_dim
 
     def _build(self):
-        cfg = self.config
-        kind = self.architecture or self.prompt_format
+        cfg, kind = self.config, self.architecture or self.prompt_format
         return build_model(cfg.model, kind, cfg.num_layers or None, self.kge_dim, cfg.seed)
 
     @property
@@ -121,11 +120,9 @@ class LinkClassifier:
         limit = self.backbone.config.max_position_embeddings
         needed = self.builder.max_length(self.written_dims)
         if needed > limit:
-            fits = self.builder.largest_fitting_dim(limit)
-            raise UserError(
-                f"prompts at KGE dimension {self.kge_dim} need {needed} tokens, more than the model's {limit} "
-                f"positions; the largest dimension that fits is {fits}"
-            )
+            raise UserError(f"prompts at KGE dimension {self.kge_dim} need {needed} tokens, more than the model's "
+                            f"{limit} positions; the largest dimension that fits is "
+                            f"{self.builder.largest_fitting_dim(limit)}")  # fmt: skip
 
     # --- the seed's tokenisation API ----------------------------------------------------------
 
@@ -209,6 +206,10 @@ class LinkClassifier:
 
     # --- training and evaluation ------------------------------------------------------------
 
+    def precision(self, device) -> str:
+        """llm.precision on `device` (fp32, bf16, fp16): training, val and test scoring all run in it."""
+        return resolve_precision(self.config.precision, device, "llm.precision")
+
     def _optimizer(self):
         return None  # the Trainer's own AdamW
 
@@ -243,7 +244,7 @@ class LinkClassifier:
             epochs=epochs, positives_per_batch=max(1, int(round(batch_size / (1 + cfg.neg_ratio)))),
             eval_batch_size=cfg.eval_batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
             warmup_ratio=cfg.warmup_ratio, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
-            cpu=device.type == "cpu", precision=precision(device), progress=self.progress,
+            cpu=device.type == "cpu", precision=self.precision(device), progress=self.progress,
             key=stable_hash(identity), name=self.name, evals_per_epoch=cfg.evals_per_epoch, tracking=self.tracking,
             eval_on_start=self.starts_as_gnn, length_slices=cfg.length_slices, selection_margin=cfg.selection_margin,
         )  # fmt: skip
@@ -254,7 +255,7 @@ class LinkClassifier:
             self.model, train, val, collate, spec, self.root, optimizer=self._optimizer(), callbacks=callbacks,
             audit=training.ShardAudit(collate, self.root / "shards") if cfg.audit_shards else None,
         )  # fmt: skip
-        self.metrics["batch_size"] = batch_size
+        self.metrics.update(batch_size=batch_size, precision=spec.precision)
         self.threshold = self.metrics["threshold"]
         if Runtime.current().main:
             with training.hf_progress_bars(self.progress):
@@ -277,7 +278,7 @@ class LinkClassifier:
             batch = collate([pairs[i] for i in rows])
             batch.pop("labels")
             batch = {k: v.to(device) for k, v in batch.items()}
-            with torch.autocast(device.type, enabled=device.type == "cuda", dtype=torch.bfloat16):
+            with autocast(device, self.precision(device)):
                 logits = model(**batch).logits
             scores.append(training.positive_probability(logits.float().cpu()))
         unsorted = np.empty(len(order), dtype=np.float64)

@@ -144,12 +144,26 @@ class TextBertForSequenceClassification(BertForSequenceClassification):
     """HF's BERT classifier, whose last layer is computed for the [CLS] token only (`first_token`)."""
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, labels=None, output_attentions=None,
-                output_hidden_states=None, **kwargs) -> SequenceClassifierOutput:  # fmt: skip
+                output_hidden_states=None, inputs_embeds=None, **kwargs) -> SequenceClassifierOutput:  # fmt: skip
         pooled, outputs = pooled_output(
-            self.bert, input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+            self.bert, input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
+            token_type_ids=token_type_ids, output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
         )  # fmt: skip
         return _classified(self, pooled, outputs, labels)
+
+    def slice_inputs(self, batch: dict) -> tuple[TextBertForSequenceClassification, dict]:
+        """The model and its inputs for `slices.forward_by_length`: the batch's word embeddings, looked
+        up once (see `_embedded_once`)."""
+        return self, _embedded_once(batch, self.bert.embeddings.word_embeddings(batch["input_ids"]))
+
+
+def _embedded_once(batch: dict, embeds: Tensor) -> dict:
+    """`batch` with `embeds` (batch, seq, hidden) as `inputs_embeds`, in place of `input_ids`. A batch
+    trained in length slices then looks its words up once: every lookup's backward builds a dense
+    gradient of the whole word table (30,522 x 384 floats for MiniLM, 47 MB, fresh pages each time),
+    and four slices built and summed four of them (`bench_llm`, `embed_once_speedup`)."""
+    return {**{k: v for k, v in batch.items() if k != "input_ids"}, "inputs_embeds": embeds}
 
 
 def _classified(model, pooled: Tensor, outputs, labels: Tensor | None) -> SequenceClassifierOutput:
@@ -193,6 +207,14 @@ class KGEBertForSequenceClassification(BertPreTrainedModel):
             embeds = torch.where(slot, projected.unsqueeze(1), embeds)
         return embeds
 
+    def slice_inputs(self, batch: dict) -> tuple[KGEBertForSequenceClassification, dict]:
+        """The model and its inputs for `slices.forward_by_length`: the batch's injected word
+        embeddings, computed once (`_embedded_once`); the KGEs stay in the batch (the fused model
+        reads them again)."""
+        embeds = self.inject(batch["input_ids"], batch["token_type_ids"], batch.get("source_kge"),
+                             batch.get("target_kge"))  # fmt: skip
+        return self, _embedded_once(batch, embeds)
+
     def forward(
         self,
         input_ids: Tensor | None = None,
@@ -203,12 +225,15 @@ class KGEBertForSequenceClassification(BertPreTrainedModel):
         labels: Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
+        inputs_embeds: Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
-        """source_kge, target_kge: (batch, kge_dim). Returns the loss only when labels are given."""
-        embeds = self.inject(input_ids, token_type_ids, source_kge, target_kge)
+        """source_kge, target_kge: (batch, kge_dim); or inputs_embeds (batch, seq, hidden), already
+        injected (`slice_inputs`). Returns the loss only when labels are given."""
+        if inputs_embeds is None:
+            inputs_embeds = self.inject(input_ids, token_type_ids, source_kge, target_kge)
         pooled, outputs = pooled_output(
-            self.bert, inputs_embeds=embeds, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            self.bert, inputs_embeds=inputs_embeds, attention_mask=attention_mask, token_type_ids=token_type_ids,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )  # fmt: skip
         return _classified(self, pooled, outputs, labels)
@@ -259,11 +284,12 @@ class FusedKGEClassifier(KGEBertForSequenceClassification):
 
     def forward(
         self, input_ids=None, attention_mask=None, token_type_ids=None, source_kge=None, target_kge=None,
-        labels=None, output_attentions=None, output_hidden_states=None, **kwargs,
+        labels=None, output_attentions=None, output_hidden_states=None, inputs_embeds=None, **kwargs,
     ) -> SequenceClassifierOutput:  # fmt: skip
-        embeds = self.inject(input_ids, token_type_ids, source_kge, target_kge)
+        if inputs_embeds is None:
+            inputs_embeds = self.inject(input_ids, token_type_ids, source_kge, target_kge)
         outputs = self.bert(
-            inputs_embeds=embeds, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            inputs_embeds=inputs_embeds, attention_mask=attention_mask, token_type_ids=token_type_ids,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states,
         )  # fmt: skip
         mask = attention_mask.unsqueeze(-1).to(outputs.last_hidden_state.dtype)
@@ -328,13 +354,14 @@ class EndToEndKGEClassifier(nn.Module):
         return z
 
     def slice_inputs(self, batch: dict) -> tuple[KGEBertForSequenceClassification, dict]:
-        """The BERT classifier and its inputs for `batch`: node indices turned into KGEs, computed once
-        for the batch (`slices.forward_by_length` then runs BERT slice by slice)."""
+        """The BERT classifier and its inputs for `batch`: node indices turned into KGEs and the
+        injected word embeddings, computed once for the batch (`slices.forward_by_length` then runs
+        BERT slice by slice)."""
         batch = dict(batch)
         z = self.node_kges(int(batch.pop("split_code")[0]))
         batch["source_kge"] = z[self.user_type][batch.pop("source_idx")]
         batch["target_kge"] = z[self.movie_type][batch.pop("target_idx")]
-        return self.classifier, batch
+        return self.classifier.slice_inputs(batch)
 
     def forward(self, input_ids, attention_mask, token_type_ids, source_idx, target_idx, split_code, labels=None,
                 **kwargs):  # fmt: skip
@@ -367,4 +394,4 @@ def _adamw(named, lr: float, weight_decay: float, extra: list, extra_lr: float):
         {"params": [p for n, p in named if "bias" in n or "LayerNorm" in n], "lr": lr, "weight_decay": 0.0},
         {"params": extra, "lr": extra_lr, "weight_decay": 0.0},
     ]  # fmt: skip
-    return torch.optim.AdamW(groups)
+    return torch.optim.AdamW(groups, fused=True)  # one kernel for all parameters, as the Trainer's default

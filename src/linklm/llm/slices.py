@@ -19,7 +19,8 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-SEQUENCE_KEYS = ("input_ids", "attention_mask", "token_type_ids")  # (batch, seq): trimmed per slice
+# (batch, seq, ...): trimmed per slice
+SEQUENCE_KEYS = ("input_ids", "inputs_embeds", "attention_mask", "token_type_ids")
 
 
 def forward_by_length(model: nn.Module, batch: dict[str, Any], slices: int) -> SequenceClassifierOutput:
@@ -28,7 +29,9 @@ def forward_by_length(model: nn.Module, batch: dict[str, Any], slices: int) -> S
     mask = batch["attention_mask"]
     if slices <= 1 or len(mask) < 2 * slices:
         return model(**batch)
-    prepare = getattr(model, "slice_inputs", None)  # the end-to-end model runs its GNN once per batch
+    # What a model computes once per batch rather than per slice: the word embeddings, and the
+    # end-to-end model's GNN.
+    prepare = getattr(model, "slice_inputs", None)
     if prepare is not None:
         model, batch = prepare(batch)
     labels = batch.get("labels")

@@ -37,7 +37,7 @@ from linklm.evaluate import accuracy_threshold, evaluate_scores
 from linklm.io import atomic_path, write_json
 from linklm.llm.collator import PairDataset
 from linklm.llm.slices import forward_by_length
-from linklm.runtime import Runtime
+from linklm.runtime import Runtime, autocast
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class TrainSpec:
     """How to train: every field the Trainer needs, resolved by the caller.
 
     positives_per_batch: positives per device step (the collator adds the negatives); cpu: train on
-    the CPU even where a GPU exists; precision: fp32, bf16 or fp16 (`runtime.precision`); key: the
+    the CPU even where a GPU exists; precision: fp32, bf16 or fp16 (`runtime.resolve_precision`); key: the
     training identity, which decides whether a checkpoint left in the folder is resumed or discarded.
     """
 
@@ -106,7 +106,7 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
     trainer = LinkTrainer(
         model=model, args=args, data_collator=collate, train_dataset=Tagged(train, "train"),
         eval_dataset=Tagged(val, "val"), compute_metrics=_val_metrics, optimizers=(optimizer, None),
-        step_log_path=log_path, length_slices=spec.length_slices,
+        step_log_path=log_path, length_slices=spec.length_slices, precision=spec.precision,
         callbacks=[keep_best, *([audit] if audit else []), *trackers, *(callbacks or [])],
     )  # fmt: skip
     trainer.add_callback(_Divergence(trainer, spec))
@@ -233,9 +233,10 @@ def truncate_log(path: Path, checkpoint: Path) -> None:
 class LinkTrainer(Trainer):
     """The HF Trainer, recording each training step's loss and batch accuracy."""
 
-    def __init__(self, *args, step_log_path: Path | None = None, length_slices: int = 1, **kwargs):
+    def __init__(self, *args, step_log_path: Path | None = None, length_slices: int = 1, precision: str = "fp32",
+                 **kwargs):  # fmt: skip
         super().__init__(*args, **kwargs)
-        self.length_slices = length_slices
+        self.length_slices, self.precision = length_slices, precision
         if self.pop_callback(ProgressCallback) is not None:
             self.add_callback(QuietProgress)
         self.pop_callback(PrinterCallback)  # without progress bars: nothing printed per logging step
@@ -248,7 +249,10 @@ class LinkTrainer(Trainer):
         # Training batches run as slices of similar length; not under DDP, whose reducer wants one
         # forward per backward (`module`: the wrapper's model).
         slices = self.length_slices if model.training and not hasattr(model, "module") else 1
-        outputs = forward_by_length(model, inputs, slices)
+        # One autocast for the whole batch: its weight casts are cached across the slices, and the
+        # end-to-end model's BERT (which `forward_by_length` calls past the wrapped forward) is in it.
+        with autocast(self.args.device, self.precision):
+            outputs = forward_by_length(model, inputs, slices)
         loss = outputs.loss
         if model.training:  # a tensor flag: reading it only at log and save steps keeps the GPU busy
             ok = torch.isfinite(loss.detach())
