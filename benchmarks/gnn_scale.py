@@ -1,7 +1,7 @@
 """ml-32m scale on CPU: data preparation, one GNN epoch, KGE tables, then the LLM collator (per-node
 tokens of every user and movie, batches with on-the-fly negatives), with the peak memory of each.
 
-    python benchmarks/gnn_scale.py              # the full ml-32m shape (peak ~6.6 GB, ~5 minutes)
+    python benchmarks/gnn_scale.py              # the full ml-32m shape (peak ~7 GB, ~5 minutes)
     python benchmarks/gnn_scale.py --scale 0.01 # a quick look
 
 Prints the peak RSS after each stage as it goes, then the figures, and writes them to
@@ -35,6 +35,7 @@ def collator_under_load(ml, gen, batches: int) -> dict:
     training batches (on-the-fly negatives against all 25.6 M training positives, dynamic padding)."""
     import numpy as np
 
+    from linklm.data.tables import sorted_unique
     from linklm.llm.collator import LinkCollator, PairDataset
     from linklm.llm.models import load_tokenizer
     from linklm.llm.tokens import NodeTokens, PromptBuilder
@@ -43,7 +44,7 @@ def collator_under_load(ml, gen, batches: int) -> dict:
     nodes = NodeTokens.from_frames(load_tokenizer("all-MiniLM-L6-v2"), ml.source_df, ml.target_df)
     t_tokens = time.perf_counter() - t
     train = ml.edge_df[ml.edge_df["split"] == "train"]
-    keys = np.unique(train["source_idx"].to_numpy() * ml.num_targets + train["target_idx"].to_numpy())
+    keys = sorted_unique(train["source_idx"].to_numpy() * ml.num_targets + train["target_idx"].to_numpy())
     collate = LinkCollator(PromptBuilder(nodes, "embedding"), "train", num_sources=ml.num_sources,
                            num_targets=ml.num_targets, train_keys=keys, kge_input="tables",
                            tables=gen.kge_table("train"))  # fmt: skip

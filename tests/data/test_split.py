@@ -74,3 +74,32 @@ def test_hetero_views_match_the_tables(folder):
     assert store.edge_label_index.shape[1] == len(store.edge_label)
     x = ml.val_data["movie"].x
     assert x.shape[0] == ml.num_targets and set(x.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_every_view_holds_its_edges_in_table_order(folder):
+    ml = manager(folder)
+    edges = ml.edge_df
+    src, dst = edges["source_idx"].to_numpy(), edges["target_idx"].to_numpy()
+    code = edges["split"].cat.codes.to_numpy()
+    held = edges["supervision"].to_numpy() & (code == 0)
+    message_passing = {"train": (code == 0) & ~held, "val": code == 0, "test": code <= 1}
+    full = ml.data["user", "rates", "movie"].edge_index.numpy()
+    assert np.array_equal(full, np.stack([src, dst]))
+    for split, mask in message_passing.items():
+        store = ml.split_data(split)["user", "rates", "movie"]
+        assert np.array_equal(store.edge_index.numpy(), np.stack([src[mask], dst[mask]]))
+        positives = (code == ("train", "val", "test").index(split)) & edges["supervision"].to_numpy()
+        negatives = ml.neg_df[ml.neg_df["split"] == split]
+        expected = np.stack([np.concatenate([src[positives], negatives["source_idx"]]),
+                             np.concatenate([dst[positives], negatives["target_idx"]])])  # fmt: skip
+        assert np.array_equal(store.edge_label_index.numpy(), expected)
+        assert store.edge_label.tolist() == [1.0] * int(positives.sum()) + [0.0] * len(negatives)
+
+
+def test_genre_one_hots_match_the_genre_lists(folder):
+    ml = manager(folder)
+    vocab = sorted({g for genres in ml.target_df["genres"] for g in genres})
+    x = ml.target_features()
+    assert x.shape == (ml.num_targets, len(vocab)) and len(vocab) > 1
+    for row, genres in enumerate(ml.target_df["genres"]):
+        assert [vocab[i] for i in x[row].nonzero().squeeze(1).tolist()] == sorted(set(genres))

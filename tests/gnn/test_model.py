@@ -1,10 +1,11 @@
-"""The GNN's hand-written pieces against the stock ones: `_PairLogits` against autograd, CSR message
-passing against PyG's edge_index path."""
+"""The GNN's hand-written pieces against the stock ones: the pair decoders (`_PairLogits`, the
+sparse `PairIndex` path, the dense score matrix) against autograd, CSR message passing against
+PyG's edge_index path."""
 
 import pytest
 import torch
 
-from linklm.gnn.model import LinkGNN, _PairLogits, adjacency
+from linklm.gnn.model import LinkGNN, PairIndex, _PairLogits, adjacency, uses_pair_index
 
 METADATA = (["user", "movie"], [("user", "rates", "movie"), ("movie", "rev_rates", "user")])
 
@@ -25,41 +26,57 @@ def _tables(seed=0, num_users=5, num_movies=4, dim=3, n=11):
     return z_user, z_movie, src, dst
 
 
-@pytest.mark.parametrize("chunk", [None, 3], ids=["one chunk", "chunks of 3"])
-def test_pair_logits_gradcheck(monkeypatch, chunk):
+def _gather(chunk):
+    """`_PairLogits`, the decoder of GPUs, in chunks of `chunk` pairs."""
+
+    def decode(z_user, z_movie, src, dst):
+        return _PairLogits.apply(z_user, z_movie, src, dst)
+
+    return decode, chunk
+
+
+def _sparse(z_user, z_movie, src, dst):
+    """The decoder of large graphs on a CPU: through a `PairIndex`."""
+    index = PairIndex.of(src, dst, z_user.shape[0], z_movie.shape[0])
+    return LinkGNN.decode_index(z_user, z_movie, index)
+
+
+DECODERS = {
+    "gather, one chunk": _gather(None),
+    "gather, chunks of 3": _gather(3),
+    "gather, chunks of 4 (ragged last)": _gather(4),
+    "sparse pattern": (_sparse, None),
+    "dense score matrix": (lambda u, m, s, d: LinkGNN.decode_pairs(u, m, s, d, dense=True), None),
+}
+
+
+@pytest.mark.parametrize("name", list(DECODERS))
+def test_pair_logits_gradcheck(monkeypatch, name):
+    decode, chunk = DECODERS[name]
     if chunk is not None:
         monkeypatch.setattr(_PairLogits, "chunk", chunk)
     z_user, z_movie, src, dst = _tables()
-    assert torch.autograd.gradcheck(LinkGNN.decode_pairs, (z_user, z_movie, src, dst))
+    assert torch.autograd.gradcheck(lambda u, m: decode(u, m, src, dst), (z_user, z_movie))
     # One table frozen: backward must still return the other's gradient (and None for the frozen one).
     frozen = z_movie.detach()
-    assert torch.autograd.gradcheck(lambda u: LinkGNN.decode_pairs(u, frozen, src, dst), (z_user,))
+    assert torch.autograd.gradcheck(lambda u: decode(u, frozen, src, dst), (z_user,))
     frozen = z_user.detach()
-    assert torch.autograd.gradcheck(lambda m: LinkGNN.decode_pairs(frozen, m, src, dst), (z_movie,))
+    assert torch.autograd.gradcheck(lambda m: decode(frozen, m, src, dst), (z_movie,))
 
 
-def test_dense_pair_logits_gradcheck():
-    z_user, z_movie, src, dst = _tables()
-    dense = lambda u, m: LinkGNN.decode_pairs(u, m, src, dst, dense=True)  # noqa: E731
-    assert torch.autograd.gradcheck(dense, (z_user, z_movie))
-    frozen = z_movie.detach()
-    assert torch.autograd.gradcheck(lambda u: dense(u, frozen), (z_user,))
-    frozen = z_user.detach()
-    assert torch.autograd.gradcheck(lambda m: dense(frozen, m), (z_movie,))
-
-
-@pytest.mark.parametrize(
-    "chunk, dense",
-    [(None, False), (3, False), (4, False), (100, False), (None, True)],
-    ids=["default", "3", "4 (ragged last)", "larger than n", "dense score matrix"],
-)
-def test_pair_logits_match_plain_autograd(monkeypatch, chunk, dense):
+@pytest.mark.parametrize("name", list(DECODERS))
+@pytest.mark.parametrize("order", ["drawn", "sorted"])
+def test_pair_logits_match_plain_autograd(monkeypatch, name, order):
+    decode, chunk = DECODERS[name]
     if chunk is not None:
         monkeypatch.setattr(_PairLogits, "chunk", chunk)
     z_user, z_movie, src, dst = _tables(seed=1, num_users=6, num_movies=5, dim=4, n=13)
+    if order == "sorted":  # pairs in CSR order: the sparse index keeps them as they come
+        perm = torch.argsort(src * 5 + dst, stable=True)
+        src, dst = src[perm], dst[perm]
     upstream = torch.randn(src.numel(), dtype=torch.float64, generator=torch.Generator().manual_seed(7))
 
-    ours = LinkGNN.decode_pairs(z_user, z_movie, src, dst, dense=dense)
+    ours = decode(z_user, z_movie, src, dst)
     grads = torch.autograd.grad(ours, (z_user, z_movie), upstream)
 
     plain = (z_user[src] * z_movie[dst]).sum(-1)
@@ -72,7 +89,66 @@ def test_pair_logits_match_plain_autograd(monkeypatch, chunk, dense):
     # Rows never indexed get exactly zero gradient.
     unused = torch.ones(z_user.shape[0], dtype=torch.bool)
     unused[src] = False
-    assert (grads[0][unused] == 0).all()
+    assert unused.any() and (grads[0][unused] == 0).all()
+
+
+def test_pair_index_holds_each_pair_once_in_both_directions():
+    z_user, z_movie, src, dst = _tables(seed=2, num_users=6, num_movies=5, n=17)  # drawn: repeats, any order
+    index = PairIndex.of(src, dst, 6, 5)
+    assert index.user_pairs is not None and sorted(index.user_pairs.tolist()) == list(range(17))
+    assert sorted(index.movie_pairs.tolist()) == list(range(17))
+    for (crow, col), pairs, rows, cols in ((index.by_user, index.user_pairs, src, dst),
+                                           (index.by_movie, index.movie_pairs, dst, src)):  # fmt: skip
+        entry_rows = torch.repeat_interleave(torch.arange(crow.numel() - 1), crow.diff())
+        assert torch.equal(entry_rows, rows[pairs]) and torch.equal(col, cols[pairs])
+        keys = entry_rows * 100 + col
+        assert bool((keys[1:] >= keys[:-1]).all())  # CSR order: rows, then columns within a row
+
+
+def test_pair_index_of_sorted_pairs_keeps_their_order():
+    _, _, src, dst = _tables(seed=3, num_users=6, num_movies=5, n=12)
+    perm = torch.argsort(src * 5 + dst, stable=True)
+    index = PairIndex.of(src[perm], dst[perm], 6, 5, movie_grad=False)
+    assert index.user_pairs is None and index.by_movie is None
+    assert torch.equal(index.by_user[1], dst[perm])
+
+
+def test_decode_index_scores_block_after_block():
+    z_user, z_movie, src, dst = _tables(seed=4, num_users=6, num_movies=5, dim=4, n=15)
+    blocks = [PairIndex.of(src[:6], dst[:6], 6, 5), PairIndex.of(src[6:], dst[6:], 6, 5)]
+    upstream = torch.randn(15, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+    ours = LinkGNN.decode_index(z_user, z_movie, *blocks)
+    whole = _sparse(z_user, z_movie, src, dst)
+    torch.testing.assert_close(ours, whole)
+    for a, b in zip(torch.autograd.grad(ours, (z_user, z_movie), upstream),
+                    torch.autograd.grad(whole, (z_user, z_movie), upstream), strict=True):  # fmt: skip
+        torch.testing.assert_close(a, b)
+
+
+def test_pair_index_without_movies_refuses_a_movie_gradient():
+    z_user, z_movie, src, dst = _tables(seed=5)
+    index = PairIndex.of(src, dst, z_user.shape[0], z_movie.shape[0], movie_grad=False)
+    with pytest.raises(RuntimeError, match="by_movie"):
+        LinkGNN.decode_index(z_user, z_movie, index).sum().backward()
+    z_frozen = z_movie.detach()  # user gradients alone need no movie pattern
+    LinkGNN.decode_index(z_user, z_frozen, index).sum().backward()
+    assert z_user.grad is not None
+
+
+def test_which_decoder_scores_the_pairs(monkeypatch):
+    from linklm.gnn import model
+
+    assert not uses_pair_index(64, 64, torch.device("cpu"))  # the score matrix fits
+    assert uses_pair_index(1 << 13, 1 << 12, torch.device("cpu"))  # it does not
+    assert not uses_pair_index(1 << 13, 1 << 12, torch.device("cuda"))
+    z_user, z_movie, src, dst = _tables()
+
+    def decoder(dense):
+        return type(LinkGNN.decode_pairs(z_user, z_movie, src, dst, dense=dense).grad_fn).__name__
+
+    assert (decoder(False), decoder(True)) == ("_PairLogitsBackward", "_DensePairLogitsBackward")
+    monkeypatch.setattr(model._DensePairLogits, "limit", 0)  # as large as ml-32m
+    assert decoder(False) == decoder(True) == "_SparsePairLogitsBackward"
 
 
 # --- CSR message passing against PyG's edge_index path -------------------------------------------

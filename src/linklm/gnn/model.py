@@ -8,12 +8,14 @@
 
 Both take (movie_x, adjacencies) and return {"user": (U, d), "movie": (M, d)}, so every classifier
 works with either. Message passing runs on sparse CSR adjacencies (`adjacency()`), so memory grows
-with nodes × channels, not edges × channels: torch.sparse.mm replaces PyG's gather/scatter.
+with nodes × channels, not edges × channels: torch.sparse.mm replaces PyG's gather/scatter. On a
+CPU the pairs a loss or an AUC scores become such a pattern too (`PairIndex`), for the same reason.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -77,15 +79,38 @@ class LinkGNN(nn.Module):
     def decode_pairs(z_user: Tensor, z_movie: Tensor, src: Tensor, dst: Tensor, dense: bool = False) -> Tensor:
         """`decode(z_user[src], z_movie[dst])` for n index pairs, differentiable in both tables.
 
-        The same logits, and the gradients autograd computes on one thread, without the (n, d) gathers
-        that autograd would keep for the backward pass: at ml-32m's 15 M train pairs, 4 GB each.
-        dense: where the users × movies score matrix fits (`_DensePairLogits.limit`), one matmul
-        scores every pair and the pairs are read from it (training: ~5x faster at ml-100k's 150 k pairs
-        per epoch); the logits then differ from `decode`'s by float rounding only.
+        The same logits, up to float rounding, and gradients that do not depend on the thread count,
+        without the (n, d) gathers that autograd would keep for the backward pass (at ml-32m's 46 M
+        train pairs, 12 GB each). On a CPU, a graph too large for its score matrix turns the pairs
+        into a sparse pattern (`PairIndex`): one fused kernel scores them all, and the backward is
+        two sparse matmuls. dense: where the users x movies score matrix fits
+        (`_DensePairLogits.limit`), one matmul scores every pair and the pairs are read from it
+        (training: ~5x faster at ml-100k's 150 k pairs per epoch).
         """
-        if dense and z_user.shape[0] * z_movie.shape[0] <= _DensePairLogits.limit:
+        num_users, num_movies = z_user.shape[0], z_movie.shape[0]
+        if uses_pair_index(num_users, num_movies, z_user.device):
+            movie_grad = torch.is_grad_enabled() and z_movie.requires_grad
+            index = PairIndex.of(src, dst, num_users, num_movies, movie_grad=movie_grad)
+            return LinkGNN.decode_index(z_user, z_movie, index)
+        if dense and num_users * num_movies <= _DensePairLogits.limit:
             return _DensePairLogits.apply(z_user, z_movie, src, dst)
         return _PairLogits.apply(z_user, z_movie, src, dst)
+
+    @staticmethod
+    def decode_index(z_user: Tensor, z_movie: Tensor, *indices: PairIndex) -> Tensor:
+        """`decode_pairs` of the pairs each `PairIndex` holds, (n,) logits in their order, index
+        after index: for pairs scored again and again (the val pairs, LightGCN's edges), whose
+        index is built once."""
+        logits = [_SparsePairLogits.apply(z_user, z_movie, index) for index in indices]
+        return logits[0] if len(logits) == 1 else torch.cat(logits)
+
+
+def uses_pair_index(num_users: int, num_movies: int, device: torch.device) -> bool:
+    """Whether `decode_pairs` scores through a `PairIndex`: on a CPU, where the users x movies
+    score matrix does not fit (`_DensePairLogits.limit`). Smaller graphs keep the score matrix
+    (training) and the gathers of `_PairLogits` (evaluation), which cost them nothing; a GPU keeps
+    the gathers, which its runs were measured with (benchmarks/gpu_check.py)."""
+    return device.type == "cpu" and num_users * num_movies > _DensePairLogits.limit
 
 
 class LightGCNLink(nn.Module):
@@ -135,12 +160,20 @@ class _SpMM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, adj: Tensor, adj_t: Tensor, x: Tensor) -> Tensor:
         ctx.save_for_backward(adj_t)
-        return torch.sparse.mm(adj, x)
+        return _spmm(adj, x)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         (adj_t,) = ctx.saved_tensors
-        return None, None, torch.sparse.mm(adj_t, grad.contiguous())
+        return None, None, _spmm(adj_t, grad.contiguous())
+
+
+def _spmm(adj: Tensor, x: Tensor) -> Tensor:
+    """adj @ x for a sparse CSR `adj`. On a CPU, torch's own kernel (reduce="sum") multiplies
+    ml-32m's message passing 1.3-1.6x faster than the MKL one that torch.sparse.mm calls otherwise
+    (one thread; ml-100k's GNN trains to the same bits), and sums each row in column order on any
+    number of threads."""
+    return torch.sparse.mm(adj, x, "sum") if x.device.type == "cpu" else torch.sparse.mm(adj, x)
 
 
 class _PairLogits(torch.autograd.Function):
@@ -170,6 +203,75 @@ class _PairLogits(torch.autograd.Function):
             if want_movie:
                 grad_movie.index_add_(0, d, g * z_user[s])
         return grad_user, grad_movie, None, None
+
+
+@dataclass(frozen=True)
+class PairIndex:
+    """n (user, movie) pairs as the sparse CSR patterns that torch's fused kernels read.
+
+    by_user: (crow, col) of the (num_users, num_movies) pattern with one entry per pair, in
+    (user, movie) order; user_pairs: (n,) the pair behind each entry, None where the pairs came in
+    that order. by_movie, movie_pairs: the same for (num_movies, num_users); None when built
+    without (no movie gradient wanted). Repeated pairs are repeated entries: sums stay right.
+    """
+
+    shape: tuple[int, int]
+    by_user: tuple[Tensor, Tensor]
+    user_pairs: Tensor | None
+    by_movie: tuple[Tensor, Tensor] | None = None
+    movie_pairs: Tensor | None = None
+
+    @classmethod
+    def of(cls, src: Tensor, dst: Tensor, num_users: int, num_movies: int, movie_grad: bool = True) -> PairIndex:
+        """The index of pairs (src[i], dst[i]); src, dst: (n,) int64 node indices. movie_grad:
+        whether it will serve gradients of the movie table (by_movie)."""
+        # Column indices come out of the sorted keys: gathering them from src or dst instead would
+        # be a random read per pair, slower at ml-32m than the sort itself.
+        key = src * num_movies + dst
+        if bool((key[1:] >= key[:-1]).all()):
+            user_pairs, cols = None, dst.contiguous()
+        else:
+            key, user_pairs = torch.sort(key, stable=True)
+            cols = key.remainder_(num_movies)
+        del key
+        by_user = (_crow(src, num_users), cols)
+        if not movie_grad:
+            return cls((num_users, num_movies), by_user, user_pairs)
+        key, movie_pairs = torch.sort(dst * num_users + src, stable=True)
+        by_movie = (_crow(dst, num_movies), key.remainder_(num_users))
+        return cls((num_users, num_movies), by_user, user_pairs, by_movie, movie_pairs)
+
+
+class _SparsePairLogits(torch.autograd.Function):
+    """Pair logits by `torch.sparse.sampled_addmm` (z_user @ z_movie.T read at the pattern only);
+    the backward writes the pairs' gradients into the pattern and multiplies back (two sparse mm):
+    each node's gradient is summed in its CSR row's order, on any number of threads."""
+
+    @staticmethod
+    def forward(ctx, z_user: Tensor, z_movie: Tensor, index: PairIndex) -> Tensor:
+        ctx.save_for_backward(z_user, z_movie)
+        ctx.index = index
+        crow, col = index.by_user
+        pattern = _csr_tensor(crow, col, z_user.new_zeros(col.numel()), index.shape)
+        scores = torch.sparse.sampled_addmm(pattern, z_user, z_movie.T, beta=0.0).values()
+        if index.user_pairs is None:
+            return scores
+        return torch.empty_like(scores).index_copy_(0, index.user_pairs, scores)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        z_user, z_movie = ctx.saved_tensors
+        index: PairIndex = ctx.index
+        grad_user = grad_movie = None
+        if ctx.needs_input_grad[0]:
+            values = grad.contiguous() if index.user_pairs is None else grad[index.user_pairs]
+            grad_user = _spmm(_csr_tensor(*index.by_user, values, index.shape), z_movie)
+        if ctx.needs_input_grad[1]:
+            if index.by_movie is None:
+                raise RuntimeError("this PairIndex was built without by_movie: no movie gradient")
+            shape = (index.shape[1], index.shape[0])
+            grad_movie = _spmm(_csr_tensor(*index.by_movie, grad[index.movie_pairs], shape), z_user)
+        return grad_user, grad_movie, None
 
 
 class _DensePairLogits(torch.autograd.Function):
@@ -214,8 +316,17 @@ def _csr(rows: Tensor, cols: Tensor, num_rows: int, num_cols: int, values: Tenso
     in_order = bool((key[1:] > key[:-1]).all())
     cols = cols.contiguous() if in_order else cols[torch.argsort(key)]
     del key
+    return _csr_tensor(_crow(rows, num_rows), cols, values, (num_rows, num_cols))
+
+
+def _crow(rows: Tensor, num_rows: int) -> Tensor:
+    """CSR row pointers of entries whose row indices are `rows` (in any order)."""
     crow = torch.zeros(num_rows + 1, dtype=torch.long, device=rows.device)
     crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_rows), dim=0)
+    return crow
+
+
+def _csr_tensor(crow: Tensor, col: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "sparse CSR support is in beta": it is what we want
-        return torch.sparse_csr_tensor(crow, cols, values, (num_rows, num_cols), check_invariants=False)
+        return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
