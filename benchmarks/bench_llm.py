@@ -13,6 +13,8 @@
   precision `llm.precision=auto` picks here (`bench_precision`).
 - embed_once_speedup: a training step in length slices whose words are looked up once per batch
   (`slice_inputs`) over the same step looking them up once per slice.
+- fast_dropout_speedup: a training step with `FastDropout` (16-bit draws) over the same step with
+  torch's `nn.Dropout`, same weights, same batches.
 - length_slices_speedup: a training step on batches padded to their longest prompt over the same step
   computed as 4 slices of similar length (`llm.length_slices`), same model, same batches.
   (Every training-step figure but bf16_speedup runs in `bench_precision`.)
@@ -218,6 +220,26 @@ def embed_once_speedup(clf, batches: list[dict], precision: str) -> dict:
     return {"embed_once_speedup": round(seconds["per_slice"] / seconds["once"], 2)}
 
 
+def fast_dropout_speedup(clf, batches: list[dict], precision: str) -> dict:
+    """Training steps on the same batches with FastDropout (as built) and with torch's nn.Dropout
+    in its place, same weights."""
+    import copy
+
+    fast = clf.model.train()
+    plain = copy.deepcopy(fast)
+    for module in list(plain.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.Dropout):
+                setattr(module, name, torch.nn.Dropout(child.p))
+    runs = {}
+    for name, model in (("plain", plain), ("fast", fast)):
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+        runs[name] = _training_step(model, opt, functools.partial(_sliced, model, slices=clf.config.length_slices),
+                                    precision)  # fmt: skip
+    seconds = _alternated(batches, runs)
+    return {"fast_dropout_speedup": round(seconds["plain"] / seconds["fast"], 2)}
+
+
 def bf16_speedup(models: dict, flops: float) -> dict:
     """Training steps in fp32 and in bf16 autocast, alternated on the same batches, per model
     (name -> (classifier, batches)); the vanilla model's achieved GFLOP/s in each precision, from
@@ -316,7 +338,8 @@ def main() -> None:
     print({k: v for k, v in figures.items() if "length" in k or "padded" in k}, flush=True)
     figures.update(first_token_speedup(vanilla, batches, precision))
     figures.update(embed_once_speedup(vanilla, batches, precision))
-    print({k: v for k, v in figures.items() if "first_token" in k or "once" in k}, flush=True)
+    figures.update(fast_dropout_speedup(vanilla, batches, precision))
+    print({k: v for k, v in figures.items() if "first_token" in k or "once" in k or "dropout" in k}, flush=True)
     vanilla2 = VanillaClassifier(ml.llm_df, ml.source_df, ml.target_df, "/tmp/linklm-bench/vanilla2", args.model)
     piped = trainer_seconds_per_step(vanilla2, pairs, positives)
     figures.update({

@@ -172,7 +172,12 @@ class LLMConfig:
     neg_ratio: float = 1.0  # (float) negatives per positive in every training batch
     max_train_pairs: int = 0  # (int) cap on train positives per epoch (0 = all); for quick runs
     seed: int = 42  # (int) model initialisation, data order and on-the-fly negatives
-    checkpoint_every: int = 0  # (int) steps between resumable checkpoints (0 = four per epoch)
+    checkpoint_every: int = 0  # (int) steps between resumable checkpoints (0 = by time: llm.checkpoint_minutes)
+    # (float) with checkpoint_every 0: a checkpoint once this many minutes of training passed since
+    # the last (0 = none). Each costs ~0.9 s on our machines' disks (the weights and AdamW's moments,
+    # 190 MB for MiniLM-L2): four per epoch were ~8 % of `make run`'s training, whose models train
+    # for under a minute each
+    checkpoint_minutes: float = 5.0
     # (int) test users of the sampled ranking (one positive among 99 non-edges each; 0 = none): 100
     # prompts per user, ~12 s per model at 30 users on 2 CPU cores (experiment/ranking.py)
     ranking_users: int = 30
@@ -201,6 +206,8 @@ class LLMConfig:
                 raise UserError(f"config key llm.{key} must be >= 0, got {getattr(self, key)}")
         if not 0 <= self.selection_margin < 1:
             raise UserError(f"config key llm.selection_margin must be in [0, 1), got {self.selection_margin}")
+        if self.checkpoint_minutes < 0:
+            raise UserError(f"config key llm.checkpoint_minutes must be >= 0, got {self.checkpoint_minutes}")
         for key in ("lr", "gnn_lr", "head_lr", "neg_ratio"):
             if getattr(self, key) <= 0:
                 raise UserError(f"config key llm.{key} must be > 0, got {getattr(self, key)}")

@@ -104,6 +104,17 @@ class Runtime:
 
             torch.distributed.barrier()
 
+    def from_main(self, value: T) -> T:
+        """`value` as rank 0 has it, on every rank (one broadcast): for decisions every rank must
+        take together, such as a checkpoint by rank 0's clock."""
+        if self.world == 1:
+            return value
+        import torch
+
+        box = [value]
+        torch.distributed.broadcast_object_list(box, src=0)
+        return box[0]
+
     def main_first(self, stage: Callable[[], T]) -> T:
         """Run `stage` on rank 0 first (it builds the caches), then on the other ranks (which load them)."""
         if not self.main:

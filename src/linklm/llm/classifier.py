@@ -244,6 +244,7 @@ class LinkClassifier:
             epochs=epochs, positives_per_batch=max(1, int(round(batch_size / (1 + cfg.neg_ratio)))),
             eval_batch_size=cfg.eval_batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
             warmup_ratio=cfg.warmup_ratio, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
+            checkpoint_minutes=cfg.checkpoint_minutes,
             cpu=device.type == "cpu", precision=self.precision(device), progress=self.progress,
             key=stable_hash(identity), name=self.name, evals_per_epoch=cfg.evals_per_epoch, tracking=self.tracking,
             eval_on_start=self.starts_as_gnn, length_slices=cfg.length_slices, selection_margin=cfg.selection_margin,

@@ -64,11 +64,11 @@ class TrainSpec:
     name: str = "classifier"  # for messages: the model kind
     evals_per_epoch: int = 1  # val evaluations per epoch, evenly spaced (the best one is kept)
     tracking: str = "none"  # where the curves also go: none, tensorboard, mlflow, wandb (linklm.tracking)
-    # Also evaluate before the first step, so selection can keep the untrained model: the fused
-    # model starts as its GNN, and keeps that if no later evaluation beats it on val.
+    # Also evaluate before the first step: the fused model starts as its GNN, and selection keeps it
     eval_on_start: bool = False
     length_slices: int = 1  # a training batch runs as this many slices of similar length (`slices`)
     selection_margin: float = 0.0  # val AUC gain a later evaluation needs to replace the kept one
+    checkpoint_minutes: float = 0.0  # with checkpoint_every 0: a checkpoint after this much training (0: none)
 
 
 def positive_probability(logits) -> np.ndarray:
@@ -107,7 +107,8 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
         model=model, args=args, data_collator=collate, train_dataset=Tagged(train, "train"),
         eval_dataset=Tagged(val, "val"), compute_metrics=_val_metrics, optimizers=(optimizer, None),
         step_log_path=log_path, length_slices=spec.length_slices, precision=spec.precision,
-        callbacks=[keep_best, *([audit] if audit else []), *trackers, *(callbacks or [])],
+        callbacks=[keep_best, *([audit] if audit else []), *trackers, *(callbacks or []),
+                   *([TimedCheckpoints(spec.checkpoint_minutes)] if not spec.checkpoint_every else [])],
     )  # fmt: skip
     trainer.add_callback(_Divergence(trainer, spec))
     start = time.perf_counter()
@@ -166,10 +167,11 @@ def _arguments(spec: TrainSpec, checkpoints: Path, steps_per_epoch: int, report_
         # and 2 evaluations are steps 32 and 63, not 31, 62 and 63.
         eval_steps=max(1, -(-steps_per_epoch // spec.evals_per_epoch)),
         eval_on_start=spec.eval_on_start,
-        # Checkpoints for resuming a killed run, several per epoch; the best model by val AUC is
-        # kept apart by KeepBest, since load_best_model_at_end would tie saving to evaluation.
-        save_strategy="steps",
-        save_steps=spec.checkpoint_every or max(1, steps_per_epoch // 4),
+        # Checkpoints for resuming a killed run: every checkpoint_every steps, else by time
+        # (TimedCheckpoints); the best model by val AUC is kept apart by KeepBest, since
+        # load_best_model_at_end would tie saving to evaluation.
+        save_strategy="steps" if spec.checkpoint_every else "no",
+        save_steps=spec.checkpoint_every or 1,
         save_total_limit=1,
         logging_strategy="steps",
         logging_steps=10,
@@ -285,6 +287,20 @@ class _Divergence(TrainerCallback):
         if checked and not bool(self.trainer.finite):
             raise UserError(f"the {self.spec.name} classifier diverged by step {state.global_step} (a loss was "
                             f"not finite); lower llm.lr (now {self.spec.lr})")  # fmt: skip
+
+
+class TimedCheckpoints(TrainerCallback):
+    """Asks for a checkpoint once `minutes` of training passed since the last one (or the start),
+    by rank 0's clock, so that every rank saves at the same step."""
+
+    def __init__(self, minutes: float):  # (made as training starts: `fit` builds it)
+        self.seconds, self.last = minutes * 60, time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        due = self.seconds > 0 and time.monotonic() - self.last >= self.seconds
+        if Runtime.current().from_main(due):
+            control.should_save = True
+            self.last = time.monotonic()
 
 
 class _StepLog(TrainerCallback):
