@@ -7,7 +7,8 @@
 - bf16_speedup: training examples/s in bf16 (autocast, as `llm.precision=bf16` trains) over fp32,
   on the same batches, alternated, for the vanilla and the embedding (frozen KGE) models; plus
   the model's FLOP utilisation in each precision against the machine's measured matmul peak in that
-  precision (`flop_utilisation_fp32`, `flop_utilisation_bf16`).
+  precision (`flop_utilisation_fp32`, `flop_utilisation_bf16`). On a CPU without native bf16 only
+  the fp32 figures are measured: `bf16_speedup_skipped` says why, and earlier bf16 figures stay.
 - trainer_overhead: the HF Trainer pipeline (collator with on-the-fly negatives, dynamic padding)
   vs a bare forward/backward/step loop on the same model and the same batches, both in the
   precision `llm.precision=auto` picks here (`bench_precision`).
@@ -15,6 +16,8 @@
   (`slice_inputs`) over the same step looking them up once per slice.
 - fast_dropout_speedup: a training step with `FastDropout` (16-bit draws) over the same step with
   torch's `nn.Dropout`, same weights, same batches.
+- attention_speedup: a training step with linklm's CPU attention (`linklm.llm.attention`) over the
+  same step with transformers' sdpa, same weights, same batches.
 - length_slices_speedup: a training step on batches padded to their longest prompt over the same step
   computed as 4 slices of similar length (`llm.length_slices`), same model, same batches.
   (Every training-step figure but bf16_speedup runs in `bench_precision`.)
@@ -42,7 +45,7 @@ from linklm import GraphRepresentationGenerator, MovieLensManager
 from linklm.llm import EmbeddingClassifier, VanillaClassifier
 from linklm.llm.collator import PairDataset
 from linklm.llm.tokens import NodeTokens, PromptBuilder
-from linklm.runtime import autocast, resolve_precision
+from linklm.runtime import autocast, cpu_has_bf16, resolve_precision
 
 ML32M_EXAMPLES = 30_720_194  # the seed's llm_df rows on ml-32m
 CPU = torch.device("cpu")
@@ -240,26 +243,51 @@ def fast_dropout_speedup(clf, batches: list[dict], precision: str) -> dict:
     return {"fast_dropout_speedup": round(seconds["plain"] / seconds["fast"], 2)}
 
 
-def bf16_speedup(models: dict, flops: float) -> dict:
+def attention_speedup(clf, batches: list[dict], precision: str) -> dict:
+    """Training steps on the same batches and weights with `attention.attention_forward` (as built)
+    and with transformers' sdpa."""
+    from linklm.llm.attention import NAME
+
+    model = clf.model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
+    step = _training_step(model, opt, functools.partial(_sliced, model, slices=clf.config.length_slices), precision)
+    seconds = _alternated(batches, {impl: lambda b, impl=impl: (model.set_attn_implementation(impl), step(b))
+                                    for impl in ("sdpa", NAME)})  # fmt: skip
+    return {"attention_speedup": round(seconds["sdpa"] / seconds[NAME], 2)}
+
+
+def bf16_speedup(models: dict, flops: float, precisions=("fp32", "bf16")) -> dict:
     """Training steps in fp32 and in bf16 autocast, alternated on the same batches, per model
     (name -> (classifier, batches)); the vanilla model's achieved GFLOP/s in each precision, from
-    `flops` per batch, against the matmul peak of that precision."""
+    `flops` per batch, against the matmul peak of that precision. With `precisions` ("fp32",) only
+    the fp32 figures (a CPU without native bf16)."""
     speedup, figures = {}, {}
     for name, (clf, batches) in models.items():
         model = clf.model.train()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=True)
         forward = functools.partial(_sliced, model, slices=clf.config.length_slices)
-        seconds = _alternated(batches, {p: _training_step(model, opt, forward, p) for p in ("fp32", "bf16")})
-        speedup[name] = round(seconds["fp32"] / seconds["bf16"], 2)
-        figures[f"bf16_examples_per_second_{name}"] = round(_examples(batches) / seconds["bf16"], 1)
-        figures[f"fp32_examples_per_second_{name}"] = round(_examples(batches) / seconds["fp32"], 1)
+        seconds = _alternated(batches, {p: _training_step(model, opt, forward, p) for p in precisions})
+        if "bf16" in seconds:
+            speedup[name] = round(seconds["fp32"] / seconds["bf16"], 2)
+        for p in precisions:
+            figures[f"{p}_examples_per_second_{name}"] = round(_examples(batches) / seconds[p], 1)
         if name == "vanilla":
-            for p, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-                peak = matmul_peak_gflops(dtype)
+            for p in precisions:
+                peak = matmul_peak_gflops({"fp32": torch.float32, "bf16": torch.bfloat16}[p])
                 achieved = flops * len(batches) / seconds[p] / 1e9
                 figures |= {f"matmul_peak_gflops_{p}": round(peak, 1), f"model_gflops_{p}": round(achieved, 1),
                             f"flop_utilisation_{p}": round(achieved / peak, 3)}  # fmt: skip
-    return {"bf16_speedup": speedup, **figures}
+    return {"bf16_speedup": speedup, **figures} if speedup else figures
+
+
+def _cpu() -> str:
+    """This CPU's model name and the vector ISA torch uses on it."""
+    import platform
+
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    name = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
+    return f"{name or platform.processor() or platform.machine()} ({torch.backends.cpu.get_cpu_capability()})"
 
 
 def _sliced(model, batch: dict, slices: int):
@@ -331,7 +359,7 @@ def main() -> None:
     positives = args.batch // 2
     pairs = _pairs(ml, positives * args.steps)
     precision = resolve_precision("auto", CPU, "llm.precision")
-    figures["bench_precision"] = precision
+    figures |= {"bench_precision": precision, "bench_cpu": _cpu()}
     batches = _batches(vanilla, pairs, positives)
     bare = bare_loop_seconds(vanilla, batches, precision) / len(batches)
     figures.update(length_slices_speedup(vanilla, batches, precision))
@@ -339,7 +367,9 @@ def main() -> None:
     figures.update(first_token_speedup(vanilla, batches, precision))
     figures.update(embed_once_speedup(vanilla, batches, precision))
     figures.update(fast_dropout_speedup(vanilla, batches, precision))
-    print({k: v for k, v in figures.items() if "first_token" in k or "once" in k or "dropout" in k}, flush=True)
+    figures.update(attention_speedup(vanilla, batches, precision))
+    print({k: v for k, v in figures.items() if any(w in k for w in ("first_token", "once", "dropout", "attention"))},
+          flush=True)  # fmt: skip
     vanilla2 = VanillaClassifier(ml.llm_df, ml.source_df, ml.target_df, "/tmp/linklm-bench/vanilla2", args.model)
     piped = trainer_seconds_per_step(vanilla2, pairs, positives)
     figures.update({
@@ -357,7 +387,10 @@ def main() -> None:
                                     kge=gen)  # fmt: skip
     flops = counted_flops_per_batch(vanilla.model.train(), batches[:4], vanilla.config.length_slices)
     arms = {"vanilla": (vanilla, batches), "embedding_frozen": (embedding, _batches(embedding, pairs, positives))}
-    figures.update(bf16_speedup(arms, flops))
+    if cpu_has_bf16():
+        figures.update(bf16_speedup(arms, flops), bf16_speedup_skipped=None)
+    else:  # oneDNN would emulate bf16 (0.35 GFLOP/s on an AVX2 EPYC): earlier bf16 figures are kept
+        figures.update(bf16_speedup(arms, flops, ("fp32",)), bf16_speedup_skipped=f"no native bf16 on {_cpu()}")
     print({k: v for k, v in figures.items() if "bf16" in k or "flop" in k}, flush=True)
     vanilla3 = VanillaClassifier(ml.llm_df, ml.source_df, ml.target_df, "/tmp/linklm-bench/vanilla3", args.model)
     t_emb = trainer_seconds_per_step(embedding, pairs, positives)
@@ -370,6 +403,7 @@ def main() -> None:
     for stale in RENAMED:
         results.pop(stale, None)
     results.update(figures)
+    results = {key: value for key, value in results.items() if value is not None}  # None: no longer applies
     out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
 
 

@@ -25,13 +25,18 @@ class FastDropout(nn.Dropout):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0.0 or x.device.type != "cpu":
             return super().forward(x)
-        if self.p == 1.0:
-            return x * 0.0
-        n = x.numel()
-        bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
-        draws = bits.view(torch.int16)[:n].view(x.shape)  # uniform over -32,768 .. 32,767
-        keep = draws >= round(self.p * _LEVELS) - _LEVELS // 2
-        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+        return fast_dropout(x, self.p)
+
+
+def fast_dropout(x: Tensor, p: float) -> Tensor:
+    """Training-mode dropout of a CPU tensor `x`, the mask drawn 16 bits at a time."""
+    if p == 1.0:
+        return x * 0.0
+    n = x.numel()
+    bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), 2**63 - 1)
+    draws = bits.view(torch.int16)[:n].view(x.shape)  # uniform over -32,768 .. 32,767
+    keep = draws >= round(p * _LEVELS) - _LEVELS // 2
+    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))
 
 
 def use_fast_dropout(model: nn.Module) -> nn.Module:

@@ -22,7 +22,8 @@ from transformers import BertModel
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.models.bert.modeling_bert import ALL_ATTENTION_FUNCTIONS, BertLayer, eager_attention_forward
 
-FAST_ATTENTION = ("sdpa", "eager")  # kernels that take a 4-D mask, so one query row can be cut from it
+# kernels that take a 4-D mask, so one query row can be cut from it
+FAST_ATTENTION = ("sdpa", "eager", "linklm_sdpa")
 
 
 def pooled_output(bert: BertModel, *, output_attentions: bool | None = None, output_hidden_states: bool | None = None,

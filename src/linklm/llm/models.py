@@ -30,6 +30,7 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 from transformers.utils import logging as hf_logging
 
 from linklm.errors import UserError
+from linklm.llm.attention import use_fast_attention
 from linklm.llm.dropout import use_fast_dropout
 from linklm.llm.first_token import pooled_output
 from linklm.llm.tokens import MOVIE_KGE, SEGMENTS, USER_KGE
@@ -105,15 +106,15 @@ def random_config(name: str, vocab_size: int, kge_dim: int | None = None) -> Ber
 
 def build_model(name: str, kind: str, num_layers: int | None = None, kge_dim: int | None = None, seed: int = 0):
     """A classifier for prompt format `kind` (vanilla, prompt, embedding) with the six-segment
-    token-type table and `dropout.FastDropout`; new weights are drawn from `seed` without touching
-    the global torch RNG."""
+    token-type table, `dropout.FastDropout` and `attention.attention_forward`; new weights are drawn
+    from `seed` without touching the global torch RNG."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = _instantiate(name, kind, num_layers, kge_dim)
         grow_token_types(model)  # (its new table is drawn, then overwritten: inside the fork too)
         if isinstance(model, FusedKGEClassifier):
             model.fusion.reset_parameters()  # after loading: HF's initialisation of missing weights is not ours
-    return use_fast_dropout(model)
+    return use_fast_attention(use_fast_dropout(model))
 
 
 def _instantiate(name: str, kind: str, num_layers: int | None, kge_dim: int | None):
