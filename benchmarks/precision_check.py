@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
 from linklm.config import load_config
-from linklm.experiment.pipeline import prepare_data, train_classifier, train_gnn
+from linklm.errors import UserError
+from linklm.experiment.pipeline import llm_precision, prepare_data, train_classifier, train_gnn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,6 +45,11 @@ def main() -> None:
         ])  # fmt: skip
 
     base = config("fp32", seeds[0])
+    try:  # a machine without bf16 stops here, before any training, as `linklm train` would
+        llm_precision(config("bf16", seeds[0]))
+    except UserError as err:
+        print(f"precision_check: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     manager = prepare_data(base)
     gen = train_gnn(base, manager)
     rows = []

@@ -18,7 +18,15 @@ from .conftest import TINY
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 FAST = ["llm.max_train_pairs=64", "llm.batch_size=32", "llm.eval_batch_size=64", "llm.evals_per_epoch=1"]
-needs_bf16 = pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16 to train in")
+# bf16 training on every CPU: one without native bf16 is taken for one with it, and oneDNN emulates
+# the bf16 kernels (the same code path, slower; seconds for these tiny models)
+needs_bf16 = pytest.mark.usefixtures("bf16_cpu")
+
+
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    if not cpu_has_bf16():
+        _cpu_bf16(monkeypatch, True)
 
 
 def _cpu_bf16(monkeypatch, native: bool) -> None:

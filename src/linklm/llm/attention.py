@@ -6,8 +6,8 @@ and in training its dropout sends it to a math path that draws one Bernoulli sam
 probability. On the CPU, in fp32 and bf16, this computes the same attention written out (two
 matmuls and a softmax in fp32), its dropout drawn by `dropout.fast_dropout`:
 - bf16 (AVX-512 BF16 machine): 2.4x as fast as sdpa with its backward and dropout, 2.6x without;
-- fp32 (AVX2 machine): a vanilla training step 1.10x as fast, inference the same
-  (`benchmarks/bench_llm.py`, `attention_speedup`);
+- fp32 (AVX2 machine): a vanilla training step 1.04x (`benchmarks/bench_llm.py`,
+  `attention_speedup`) to 1.10x as fast, inference the same;
 - and both precisions draw the same dropout masks from the same seed, so an fp32 and a bf16 run
   differ by rounding, not by their dropout (sdpa's masks depend on its kernel).
 Anywhere else (a GPU, fp16) it is transformers' own sdpa path, untouched.
