@@ -45,7 +45,7 @@ from linklm import GraphRepresentationGenerator, MovieLensManager
 from linklm.llm import EmbeddingClassifier, VanillaClassifier
 from linklm.llm.collator import PairDataset
 from linklm.llm.tokens import NodeTokens, PromptBuilder
-from linklm.runtime import autocast, cpu_has_bf16, resolve_precision
+from linklm.runtime import autocast, cpu_has_bf16, resolve_precision, torch_dtype
 
 ML32M_EXAMPLES = 30_720_194  # the seed's llm_df rows on ml-32m
 CPU = torch.device("cpu")
@@ -273,7 +273,7 @@ def bf16_speedup(models: dict, flops: float, precisions=("fp32", "bf16")) -> dic
             figures[f"{p}_examples_per_second_{name}"] = round(_examples(batches) / seconds[p], 1)
         if name == "vanilla":
             for p in precisions:
-                peak = matmul_peak_gflops({"fp32": torch.float32, "bf16": torch.bfloat16}[p])
+                peak = matmul_peak_gflops(torch_dtype(p))
                 achieved = flops * len(batches) / seconds[p] / 1e9
                 figures |= {f"matmul_peak_gflops_{p}": round(peak, 1), f"model_gflops_{p}": round(achieved, 1),
                             f"flop_utilisation_{p}": round(achieved / peak, 3)}  # fmt: skip

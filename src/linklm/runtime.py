@@ -66,12 +66,18 @@ def resolve_precision(requested: str, device, key: str) -> str:
     return requested
 
 
+def torch_dtype(precision: str):
+    """The torch dtype of a resolved precision (fp32, bf16, fp16)."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
 def autocast(device, precision: str):
     """The autocast context of `precision` on `device` (fp32: a no-op)."""
     import torch
 
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+    return torch.autocast(device.type, dtype=torch_dtype(precision), enabled=precision != "fp32")
 
 
 @dataclass(frozen=True)
