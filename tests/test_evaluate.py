@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from linklm.evaluate import accuracy_threshold, evaluate_scores, paired_auc_gain
+from linklm.evaluate import accuracy_threshold, evaluate_scores, paired_auc_gain, weighted_auc
 
 
 def test_perfect_ranking():
@@ -124,14 +124,76 @@ def test_accuracy_threshold_is_the_best_cut(seed):
     assert evaluate_scores(labels, scores)["accuracy"] == pytest.approx(np.mean(labels == 1))  # 0.5 says "yes"
 
 
-def test_paired_auc_gain_interval():
+@pytest.mark.parametrize("seed", range(6))
+def test_weighted_auc_matches_sklearn_with_ties_and_weights(seed):
     from sklearn.metrics import roc_auc_score
 
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 300))
+    labels = rng.integers(0, 2, n)
+    labels[:2] = [0, 1]  # both classes
+    scores = np.round(rng.normal(0, 1, n) + 0.7 * labels, int(rng.integers(0, 3)))  # few digits: many ties
+    weights = rng.integers(0, 4, size=(3, n)).astype(float)
+    weights[:, :2] = 1  # every row keeps both classes
+    weights[2] = rng.random(n) + 0.01  # and weights that are not counts
+    got = weighted_auc(labels, scores, weights)
+    assert got == pytest.approx([roc_auc_score(labels, scores, sample_weight=w) for w in weights], abs=1e-12)
+    assert weighted_auc(labels, scores, np.ones(n)) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+
+
+def test_weighted_auc_of_one_class_is_nan():
+    assert math.isnan(weighted_auc([0, 1, 1], [0.2, 0.5, 0.9], [0.0, 1.0, 2.0]))
+
+
+def _clustered(seed: int, users: int = 40, per_user: int = 20):
+    """Pairs of `users` users where model a beats b on some users and loses on others: the pairs of a
+    user are not independent, which a pair-level bootstrap ignores."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(users), per_user)
+    labels = np.tile(np.arange(per_user) % 2, users)
+    skill = rng.choice([0.0, 3.0], users)[groups]  # how well a ranks each user's pairs
+    a = labels * skill + rng.normal(0, 1, len(labels))
+    b = labels * 1.5 + rng.normal(0, 1, len(labels))
+    return labels, a, b, groups
+
+
+def test_paired_auc_gain_resamples_users():
+    from sklearn.metrics import roc_auc_score
+
+    labels, a, b, users = _clustered(0)
+    out = paired_auc_gain(labels, a, b, users, resamples=2000)
+    assert out["auc_gain"] == pytest.approx(roc_auc_score(labels, a) - roc_auc_score(labels, b), abs=1e-12)
+    assert out["ci95"][0] <= out["auc_gain"] <= out["ci95"][1]
+    assert (out["resamples"], out["unit"], out["units"], out["pairs"]) == (2000, "users", 40, 800)
+    # The same bootstrap, written out: draw 40 users with replacement, take all their pairs, rank.
+    from scipy.stats import rankdata
+
+    def auc(y, s):  # Mann-Whitney: the positives' mean rank
+        n1 = y.sum()
+        return (rankdata(s)[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(y) - n1))
+
+    rng, gains = np.random.default_rng(1), []
+    for _ in range(2000):
+        rows = np.concatenate([np.flatnonzero(users == u) for u in rng.integers(0, 40, 40)])
+        gains.append(auc(labels[rows], a[rows]) - auc(labels[rows], b[rows]))
+    naive = np.percentile(gains, [2.5, 97.5])
+    width = naive[1] - naive[0]
+    assert out["ci95"] == pytest.approx(naive.tolist(), abs=0.15 * width)
+    # Resampling pairs instead ignores that a user's pairs go together: a narrower interval here.
+    pairs = paired_auc_gain(labels, a, b, np.arange(len(labels)), unit="pairs")
+    assert pairs["ci95"][1] - pairs["ci95"][0] < 0.75 * (out["ci95"][1] - out["ci95"][0])
+    assert pairs["auc_gain"] == out["auc_gain"] and pairs["unit"] == "pairs"
+
+
+def test_paired_auc_gain_of_a_model_with_itself_and_a_real_gain():
     rng = np.random.default_rng(0)
-    labels = rng.integers(0, 2, 400)
-    good, noise = labels + rng.normal(0, 0.8, 400), rng.normal(0, 1, 400)
-    out = paired_auc_gain(labels, good, noise)
-    assert out["auc_gain"] == pytest.approx(roc_auc_score(labels, good) - roc_auc_score(labels, noise))
-    assert 0 < out["ci95"][0] <= out["auc_gain"] <= out["ci95"][1]
-    same = paired_auc_gain(labels, good, good)
+    labels, users = rng.integers(0, 2, 600), rng.integers(0, 60, 600)
+    good, noise = labels + rng.normal(0, 0.8, 600), rng.normal(0, 1, 600)
+    assert paired_auc_gain(labels, good, noise, users)["ci95"][0] > 0
+    assert paired_auc_gain(labels, noise, good, users)["ci95"][1] < 0
+    same = paired_auc_gain(labels, good, good, users, resamples=300)
     assert same["auc_gain"] == 0 and same["ci95"] == [0.0, 0.0]
+    again = paired_auc_gain(labels, good, noise, users, seed=3)
+    assert again == paired_auc_gain(labels, good, noise, users, seed=3)  # a seed fixes the draws
+    with pytest.raises(ValueError, match="one entry per pair"):
+        paired_auc_gain(labels, good, noise, users[:-1])

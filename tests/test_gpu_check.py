@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from linklm.config import LLM_KINDS
+from linklm.config import RUN_KINDS
 
 REPO = Path(__file__).resolve().parents[1]
 STEPS = ["environment", "pipeline", "agreement", "nccl", "gnn_scale"]
@@ -24,7 +24,7 @@ def test_gpu_check_dry_run_passes_every_step(tmp_path):
     assert list(report["steps"]) == STEPS
     assert not [name for name, step in report["steps"].items() if "error" in step]
     pipeline = report["steps"]["pipeline"]
-    assert set(pipeline["models"]) == set(LLM_KINDS)
+    assert set(pipeline["models"]) == set(RUN_KINDS)
     assert all(m["examples_per_second"] > 0 for m in pipeline["models"].values())
     # Every model is compared with the CPU reference; the dry run's small model is not expected to agree.
     reference = json.loads((REPO / "benchmarks/cpu_reference.json").read_text())

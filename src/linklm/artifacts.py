@@ -51,7 +51,9 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "classifier": (
         "model",
         "num_layers",
-        "epochs",
+        "max_epochs",
+        "patience",
+        "eval_steps",
         "batch_size",
         "lr",
         "weight_decay",
@@ -79,6 +81,8 @@ GNN_METRICS = {"val_auc": NUMBER, "test_auc": NUMBER, "best_epoch": int, "train_
 CLASSIFIER_METRICS = {
     "test_accuracy": NUMBER, "test_auc": NUMBER, "test_f1": NUMBER, "test_confusion_matrix": [[int]],
     "val_auc": NUMBER, "train_seconds": NUMBER, "examples_per_second": NUMBER,
+    # "converged" or "budget" (val still improving at llm.max_epochs); absent in folders sealed before it
+    "stopped?": str, "val_history?": [{"eval_auc": NUMBER, "step?": int, "examples?": NUMBER}],
 }  # fmt: skip
 # A run's results.json as the report reads it: every section optional, each one whole.
 RESULTS_SHAPE = {
@@ -86,6 +90,7 @@ RESULTS_SHAPE = {
     "gnn?": GNN_METRICS,
     "models?": {"*": CLASSIFIER_METRICS},
     "baselines?": {"*": {"test_auc": NUMBER}},
+    "margins?": {"comparisons?": {"*": {"model": str, "base": str, "auc_gain": NUMBER, "ci95": [NUMBER]}}},
     "environment?": dict,
 }
 

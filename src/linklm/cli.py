@@ -6,7 +6,7 @@
     linklm gnn   [--kge-dim D] [--epochs N] [--run NAME]         train (or load) the GNN
     linklm train --model vanilla|prompt|embedding [--run NAME]   train and test one classifier
     linklm run   [--config FILE]                                 every stage (make run)
-    linklm sweep [--preset small] [--dims 2,8] [--seeds 0,1,2]  KGE-dimension sweep + significance
+    linklm sweep [--preset small|full] [--dims 2,8] [--seeds 0,1,2]  KGE-dimension sweep + significance
     linklm report --run runs/default                             rebuild the report from results
     linklm explain --run runs/default [--samples N]              attention, Shapley, PCA of trained models
 
@@ -96,6 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from linklm.config import CONTROL_KINDS
     from linklm.experiment.sweep import format_table, load_preset, run_sweep
     from linklm.report.report import build_report
 
@@ -107,12 +108,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     dims = _int_list(args.dims, "--dims") if args.dims else preset["dims"]
     seeds = _int_list(args.seeds, "--seeds") if args.seeds else preset["seeds"]
     models = args.models.split(",") if args.models else preset["models"]
+    arms = [k for k in LLM_KINDS[1:] if k not in CONTROL_KINDS and k != "kge_mlp"]
     for m in models:
-        if m not in LLM_KINDS[1:]:
-            raise UserError(f"--models: {m!r} is not one of {', '.join(LLM_KINDS[1:])}")
+        if m not in arms:
+            raise UserError(f"--models: {m!r} is not one of {', '.join(arms)}")
+    controls = _names(args.controls) if args.controls is not None else preset["controls"]
+    for c in controls:
+        if c not in CONTROL_KINDS:
+            raise UserError(f"--controls: {c!r} is not one of {', '.join(CONTROL_KINDS)}")
     if any(d <= 0 for d in dims) or not seeds:
         raise UserError("--dims must be positive integers and --seeds must name at least one seed")
-    result = run_sweep(cfg, dims, seeds, models, force=args.force)
+    result = run_sweep(cfg, dims, seeds, models, controls, force=args.force)
     print(format_table(result))
     print(result["answer"])
     if (cfg.run_dir / "results.json").is_file():
@@ -179,10 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sweep", help="KGE-dimension sweep with seeds and a significance test against vanilla")
-    p.add_argument("--preset", default="default", help="default (2..128, 3 seeds) or small (laptop-sized)")
+    p.add_argument("--preset", default="default",
+                   help="full (= default: d 2..128, 10 seeds, every control; an estimated 15-30 h on 2 CPU cores) "
+                        "or small (d 4, 16, 10 seeds, subsampled; an estimated 70 min to 3 h)")  # fmt: skip
     p.add_argument("--dims", help="comma-separated KGE dimensions, e.g. 2,8,32")
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
     p.add_argument("--models", help="comma-separated: prompt, embedding_frozen, embedding_e2e")
+    p.add_argument("--controls", help="comma-separated controls (control_degree, control_shuffled, "
+                                      "control_random; empty: none); default: the preset's")  # fmt: skip
     p.add_argument("--run", help="run name (default: default): results go to runs/NAME/sweep/")
     common(p)
     p.set_defaults(func=cmd_sweep)

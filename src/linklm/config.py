@@ -10,10 +10,7 @@ torch or the OS.
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,16 +18,23 @@ from typing import Any
 import yaml
 
 from linklm.errors import UserError
+from linklm.overrides import apply, parse_overrides
 from linklm.tracking import TRACKERS
 
 SPLITS = ("train", "val", "test")  # the one split of every dataset; val/test carry fixed negatives
 # The classifier kinds, in report order; the prompt format each one reads (linklm.llm.tokens).
 GNN_MODELS = ("lightgcn", "sage")
-LLM_KINDS = ("vanilla", "prompt", "embedding_frozen", "embedding_e2e", "fused")
+# The controls (linklm.llm.controls) carry what a KGE arm carries minus the graph: each trains exactly
+# like embedding_frozen with other vectors in its slots; kge_mlp reads the KGEs without any text.
+CONTROL_KINDS = ("control_degree", "control_shuffled", "control_random")
+LLM_KINDS = ("vanilla", "prompt", "embedding_frozen", "embedding_e2e", "fused", *CONTROL_KINDS, "kge_mlp")
 PROMPT_FORMAT = {
     "vanilla": "vanilla", "prompt": "prompt", "embedding_frozen": "embedding", "embedding_e2e": "embedding",
-    "fused": "embedding",
+    "fused": "embedding", **dict.fromkeys(CONTROL_KINDS, "embedding"), "kge_mlp": "vanilla",
 }  # fmt: skip
+# What `linklm run` trains by default: every kind but control_random, which the sweep trains where it
+# has the time (control_shuffled already keeps every KGE value and destroys the graph)
+RUN_KINDS = tuple(kind for kind in LLM_KINDS if kind != "control_random")
 # The KGE tables hold every node's vector for each split: at ml-32m (289 k nodes) a dimension of
 # 4096 is already 14 GB of float32 tables, and BERT-size models read 768..1024-wide inputs.
 MAX_DIM = 4096
@@ -147,8 +151,12 @@ class LLMConfig:
     # (int) keep only the first N transformer layers (0 = all). MiniLM's first 2 layers train at
     # ~235 examples/s on 2 CPU cores against ~70/s for all 6: what makes `make run` fit in 20 minutes.
     num_layers: int = 2
-    epochs: int = 1  # (int) passes over the train supervision positives
-    evals_per_epoch: int = 2  # (int) val evaluations per epoch; the best one is kept
+    # (int) the most passes over the train supervision positives: the budget. Training stops earlier
+    # once llm.patience val evaluations in a row gained no more than llm.selection_margin
+    max_epochs: int = 3
+    patience: int = 3  # (int) val evaluations without a gain that stop training (0 = never: train to max_epochs)
+    evals_per_epoch: int = 2  # (int) val evaluations per epoch, evenly spaced; the best one is kept
+    eval_steps: int = 0  # (int) steps between val evaluations instead (0 = from llm.evals_per_epoch)
     # (float) a later val evaluation replaces the kept one only if its AUC is higher by more than
     # this: a smaller gain is noise on 4,000 val pairs (the fused model keeps its GNN start for it)
     selection_margin: float = 0.001
@@ -182,7 +190,7 @@ class LLMConfig:
     # prompts per user, ~12 s per model at 30 users on 2 CPU cores (experiment/ranking.py)
     ranking_users: int = 30
     audit_shards: bool = False  # (bool) each rank records the train positives it saw per epoch
-    models: list[str] = field(default_factory=lambda: list(LLM_KINDS))  # (list) what `linklm run` trains
+    models: list[str] = field(default_factory=lambda: list(RUN_KINDS))  # (list) what `linklm run` trains
     device: str = "auto"  # (str) auto, cpu, cuda or cuda:N
     # (str) auto, fp32, bf16 or fp16: the autocast of training, validation and test scoring. auto:
     # bf16 on a CPU with native bf16 (AVX-512 BF16 or AMX) and on a GPU that has it, fp16 on an
@@ -190,7 +198,7 @@ class LLMConfig:
     precision: str = "auto"
 
     def validate(self) -> None:
-        for key in ("epochs", "evals_per_epoch", "batch_size", "eval_batch_size", "length_slices"):
+        for key in ("max_epochs", "evals_per_epoch", "batch_size", "eval_batch_size", "length_slices"):
             if getattr(self, key) <= 0:
                 raise UserError(f"config key llm.{key} must be > 0, got {getattr(self, key)}")
         for key in (
@@ -201,6 +209,8 @@ class LLMConfig:
             "prompt_kge_dims",
             "ranking_users",
             "test_pairs",
+            "patience",
+            "eval_steps",
         ):
             if getattr(self, key) < 0:
                 raise UserError(f"config key llm.{key} must be >= 0, got {getattr(self, key)}")
@@ -279,84 +289,6 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    """Check `value` against the type hint of `key`; ints are accepted where floats are expected."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(hint)
-        if value is None and type(None) in args:
-            return None
-        options = [arg for arg in args if arg is not type(None)]
-        for arg in options:
-            try:
-                return _coerce(value, arg, key)
-            except UserError:
-                if len(options) == 1:  # (str | None): say what is wrong with the str
-                    raise
-        raise UserError(f"config key {key} has the wrong type: {value!r}")
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        if not isinstance(value, list):
-            raise UserError(f"config key {key} must be a list, got {value!r}")
-        return [_coerce(v, item, key) for v in value]
-    if hint is float and isinstance(value, str):
-        # YAML 1.1 reads 1e-3 (no dot) as a string; a float written that way is still a float.
-        try:
-            value = float(value)
-        except ValueError:
-            raise UserError(f"config key {key} must be a float, got {value!r}") from None
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint is float and isinstance(value, float) and not math.isfinite(value):
-        raise UserError(f"config key {key} must be a finite number, got {value!r}")
-    if hint is str and isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    if hint is str and isinstance(value, str) and "\x00" in value:
-        raise UserError(f"config key {key} contains a NUL byte: {value!r}")  # no path or name may hold one
-    if hint in (int, float) and isinstance(value, bool):
-        raise UserError(f"config key {key} must be a {hint.__name__}, got {value!r}")
-    if not isinstance(value, hint):
-        raise UserError(f"config key {key} must be a {hint.__name__}, got {value!r}")
-    return value
-
-
-def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
-    hints = typing.get_type_hints(type(obj))
-    names = {f.name for f in dataclasses.fields(obj)}
-    for key, value in updates.items():
-        full = f"{prefix}{key}"
-        if key not in names:
-            raise UserError(f"unknown config key {full!r} (known: {', '.join(sorted(names))})")
-        current = getattr(obj, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise UserError(f"config key {full} must be a mapping, got {value!r}")
-            _apply(current, value, prefix=f"{full}.")
-        else:
-            setattr(obj, key, _coerce(value, hints[key], full))
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """Turn `["data.seed=7"]` into `{"data": {"seed": 7}}`; values are parsed as YAML scalars."""
-    nested: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or "" in key.split("."):
-            raise UserError(f"override {item!r} must look like key=value (key: name or section.name)")
-        try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            value = raw
-        node = nested
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise UserError(f"override {item!r} conflicts with another override")
-        node[leaf] = value
-    return nested
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     cfg = Config()
     if path is not None:
@@ -371,16 +303,16 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if loaded is not None:
             if not isinstance(loaded, dict):
                 raise UserError(f"{path}: a config must be a YAML mapping")
-            _apply(cfg, loaded)
+            apply(cfg, loaded)
     if overrides:
-        _apply(cfg, parse_overrides(overrides))
+        apply(cfg, parse_overrides(overrides))
     cfg.validate()
     return cfg
 
 
 def _section(cls, prefix: str, kwargs: dict[str, Any]):
     cfg = cls()
-    _apply(cfg, kwargs, prefix=f"{prefix}.")
+    apply(cfg, kwargs, prefix=f"{prefix}.")
     cfg.validate()
     return cfg
 

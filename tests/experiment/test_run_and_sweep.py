@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 
 from linklm.cli import main
-from linklm.experiment.sweep import holm, pays_off_from, seed_paired_test
+from linklm.config import RUN_KINDS
+from linklm.llm.selection import stale_evaluations
 from linklm.report.report import build_report
 
 from synthetic import write_layout
 
 TINY = ["llm.model=random:L2-H32", "llm.max_train_pairs=64", "llm.batch_size=32", "gnn.epochs=5", "gnn.kge_dim=4",
-        "tracking=tensorboard"]  # fmt: skip
+        "tracking=tensorboard", "llm.max_epochs=2"]  # fmt: skip
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def run_dir(tmp_path, capsys):
     assert main(["run", f"data.path={folder}", *TINY]) == 0
     out = capsys.readouterr().out
     for stage in ("[data]", "[gnn]", "[vanilla]", "[prompt]", "[embedding_frozen]", "[embedding_e2e]", "[fused]",
-                  "[report]"):  # fmt: skip
+                  "[control_degree]", "[control_shuffled]", "[kge_mlp]", "[report]"):  # fmt: skip
         assert stage in out
     return tmp_path / "runs" / "default", folder
 
@@ -31,12 +32,19 @@ def test_run_writes_results_schema_and_report(run_dir, capsys):
     run, folder = run_dir
     results = json.loads((run / "results.json").read_text())
     assert {"val_auc", "test_auc", "classifier_train_auc", "model"} <= set(results["gnn"])
-    for kind in ("vanilla", "prompt", "embedding_frozen", "embedding_e2e", "fused"):
+    assert set(results["models"]) == set(RUN_KINDS) and "control_random" not in RUN_KINDS
+    for kind in RUN_KINDS:
         m = results["models"][kind]
         for key in ("test_accuracy", "test_auc", "test_f1", "test_confusion_matrix", "train_seconds",
-                    "examples_per_second"):  # fmt: skip
+                    "examples_per_second", "test_auc_warm", "test_auc_cold"):  # fmt: skip
             assert key in m, (kind, key)
-        assert len(m["val_history"]) >= 2  # llm.evals_per_epoch = 2: selection compares checkpoints
+        # every ceil(3 steps / 2) steps and at the last, for 2 epochs: 3 evaluations (the fused model
+        # also at step 0), so only the fused one can run out of patience 3, and only if step 0 stayed best
+        aucs = [row["eval_auc"] for row in m["val_history"]]
+        assert len(aucs) == 3 + (kind == "fused"), kind
+        ran_out = stale_evaluations(aucs, 0.001) >= 3
+        assert m["stopped"] == ("converged" if ran_out else "budget"), kind
+        assert [row["examples"] for row in m["val_history"]] == sorted(row["examples"] for row in m["val_history"])
         said_yes = sum(row[1] for row in m["test_confusion_matrix"])
         assert m["test_positive_share"] == pytest.approx(said_yes / sum(map(sum, m["test_confusion_matrix"])), abs=1e-4)
     assert results["dataset"]["users"] == 50 and "torch" in results["environment"]
@@ -56,14 +64,19 @@ def test_run_writes_results_schema_and_report(run_dir, capsys):
         assert list(logs.glob("events.out.tfevents.*")), logs
     page = (run / "report.html").read_text()
     assert page.count("<img") >= 4 and "embedding_e2e" in page
-    best = max(results["models"], key=lambda k: results["models"][k]["test_auc"])
-    assert f"Best on test AUC: {best}" in page and "out of sample" in page and "<h2>Ranking</h2>" in page
-    margins = results["margins"]  # the verdict's intervals: paired bootstrap of the best model's AUC gains
-    assert margins["best"] == best and {"over_gnn", "over_vanilla"} <= set(margins) or best == "vanilla"
-    gain = margins["over_gnn"]
-    assert gain["ci95"][0] <= gain["auc_gain"] <= gain["ci95"][1]
-    assert gain["auc_gain"] == pytest.approx(results["models"][best]["test_auc"] - results["gnn"]["test_auc"])
-    assert "95 % CI" in page
+    assert "out of sample" in page and "<h2>Ranking</h2>" in page and "Budget curve" in page
+    margins, models = results["margins"], results["models"]  # pre-specified, with user-bootstrap intervals
+    assert margins["best_control"] == max(("control_degree", "control_shuffled"), key=lambda k: models[k]["val_auc"])
+    assert set(margins["comparisons"]) == {"embedding_frozen_vs_vanilla", "best_control_vs_vanilla",
+                                           "embedding_frozen_vs_best_control", "fused_vs_gnn"}  # fmt: skip
+    for entry in margins["comparisons"].values():
+        assert entry["ci95"][0] <= entry["ci95"][1] and (entry["unit"], entry["resamples"]) == ("users", 2000)
+        assert entry["auc_gain"] == pytest.approx(models[entry["model"]]["test_auc"] - (
+            results["gnn"] if entry["base"] == "gnn" else models[entry["base"]])["test_auc"])  # fmt: skip
+    gain = margins["comparisons"]["fused_vs_gnn"]
+    assert gain["ci95"][0] <= gain["auc_gain"] <= gain["ci95"][1] and "one seed" in margins["note"]
+    assert "test-pair interval (users resampled" in page and "95 % CI" not in page and "<th>stopped</th>" in page
+    assert "Capped by the budget" in page and (run / "figures" / "budget_curve.png").is_file()
     assert "![Test ROC curves" in (run / "report.md").read_text()
 
     # A rerun reuses every stage; the report is rebuilt from results alone.
@@ -91,58 +104,70 @@ def test_report_needs_results(tmp_path, capsys):
     assert "no results" in capsys.readouterr().err
 
 
-def test_seed_paired_test_detects_a_real_gain_and_not_a_null_one():
-    rng = np.random.default_rng(0)
-    base = 0.70 + 0.01 * rng.standard_normal(5)
-    gain, p = seed_paired_test(base + 0.03 + 0.005 * rng.standard_normal(5), base)
-    assert 0.02 < gain < 0.04 and p < 0.01
-    noise = seed_paired_test(base + 0.01 * rng.standard_normal(5), base)[1]
-    assert noise > 0.05
-    assert seed_paired_test(base - 0.03, base)[1] == 1.0  # a constant loss is never a gain
-    assert seed_paired_test(base + 0.01, base) == (pytest.approx(0.01), 0.0)  # constant gain: no spread
-    assert seed_paired_test([0.8], [0.7])[1] is None  # one seed: nothing to test
+def test_sweep_presets_and_their_user_errors(capsys):
+    from linklm.experiment.sweep import load_preset
+
+    full, small = load_preset("full"), load_preset("small")
+    assert full["dims"] == [2, 4, 8, 16, 32, 64, 128] and full["seeds"] == list(range(10))
+    assert set(full["controls"]) == {"control_degree", "control_shuffled", "control_random"}
+    assert len(small["seeds"]) >= 10 and {"control_degree", "control_shuffled"} <= set(small["controls"])
+    assert "estimate" in full["estimate"]
+    for args, message in ((["--preset", "huge"], "unknown sweep preset 'huge'"),
+                          (["--dims", "2,x"], "--dims takes comma-separated integers"),
+                          (["--controls", "control_noise"], "--controls: 'control_noise' is not one of"),
+                          (["--models", "control_shuffled"], "--models: 'control_shuffled' is not")):  # fmt: skip
+        assert main(["sweep", *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
 
 
-def test_fixed_sequence_answer_needs_every_larger_dimension():
-    def row(d, p, gain=0.01, fits=True):
-        return {"kge_dim": d, "fits": fits, "auc_p": p, "auc_gain": gain}
+def test_sweep_answers_above_the_controls_on_the_same_pairs(tmp_path, capsys):
+    import pandas as pd
 
-    assert pays_off_from([row(2, 0.01), row(8, 0.01), row(32, 0.01)]) == 2
-    assert pays_off_from([row(32, 0.01), row(2, 0.01), row(8, 0.2)]) == 32  # unsorted input; 8 breaks the run
-    assert pays_off_from([row(2, 0.01), row(8, 0.01), row(32, 0.3)]) is None  # significant at 2 but not 32
-    assert pays_off_from([row(2, 0.01), row(8, 0.01, gain=-0.01)]) is None
-    assert pays_off_from([row(2, 0.01), row(300, None, fits=False)]) == 2  # what does not fit is not asked
+    from linklm.evaluate import evaluate_scores
+    from linklm.experiment import stats
 
-
-def test_holm_matches_the_textbook():
-    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
-
-
-def test_sweep_prints_the_answer_and_marks_prompts_that_do_not_fit(tmp_path, capsys):
     folder = write_layout(tmp_path / "ml-synth", "csv", n_users=50, n_movies=30, n_ratings=600).folder
-    args = ["sweep", "--dims", "2,300", "--seeds", "0,1", f"data.path={folder}", *TINY[:4]]
+    args = ["sweep", "--dims", "2,300", "--seeds", "0,1", "--models", "prompt", "--controls",
+            "control_degree,control_shuffled", f"data.path={folder}", "llm.test_pairs=60", "llm.max_epochs=1",
+            *TINY[:4]]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "KGEs beat vanilla significantly in test AUC" in out
-    assert "largest dimension that fits the prompt" in out
-    sweep = json.loads((tmp_path / "runs" / "default" / "sweep" / "sweep.json").read_text())
+    assert "prompt: KGEs pay off" in out and "largest dimension that fits the prompt" in out
+    assert "the strongest control, control_" in out and "AUC gain [95 % CI]" in out
+    sweep_dir = tmp_path / "runs" / "default" / "sweep"
+    sweep = json.loads((sweep_dir / "sweep.json").read_text())
+    assert sweep["controls"] == ["control_degree", "control_shuffled"] and sweep["rule"] == stats.rule_text(
+        ["prompt"], ["control_degree", "control_shuffled"])  # fmt: skip
     rows = {(r["model"], r["kge_dim"]): r for r in sweep["rows"]}
     assert rows[("prompt", 300)]["fits"] is False and rows[("prompt", 2)]["fits"] is True
-    assert rows[("embedding_frozen", 300)]["fits"] is True
-    assert len([r for r in sweep["runs"] if r["model"] == "vanilla"]) == 2
-    tested = [r for r in sweep["rows"] if r["model"] != "vanilla" and r["fits"]]
-    assert all(r["auc_p"] is not None and r["accuracy_p"] is not None for r in tested)
-    raw = sorted(p for r in tested for p in (r["auc_p_raw"], r["accuracy_p_raw"]))
-    assert sorted(p for r in tested for p in (r["auc_p"], r["accuracy_p"])) == pytest.approx(holm(raw)), (
-        "Holm runs across every (model, dimension, metric) test"
-    )
+    assert set(rows) == {("vanilla", 0), ("control_degree", 0), ("prompt", 2), ("prompt", 300), ("control_shuffled", 2)}
+    runs = {(r["model"], r["kge_dim"], r["seed"]): r for r in sweep["runs"]}
+    assert len(runs) == 8 and runs[("control_degree", None, 0)]["gnn_dim"] == 2  # built on the GNN of d = 2
+    # each comparison pairs by seed, against vanilla and against each control
+    arm = rows[("prompt", 2)]
+    for ref, ref_dim in (("vanilla", None), ("control_degree", None), ("control_shuffled", 2)):
+        for metric in ("auc", "accuracy"):
+            mine = [runs[("prompt", 2, s)][f"test_{metric}"] for s in (0, 1)]
+            base = [runs[(ref, ref_dim, s)][f"test_{metric}"] for s in (0, 1)]
+            assert arm["vs"][ref][metric]["gain"] == pytest.approx(np.mean(mine) - np.mean(base)), (ref, metric)
+            assert arm["vs"][ref][metric]["p"] == stats.paired_t(mine, base)[1]
+    assert arm["auc_p_all"] == max(v["auc"]["p"] for v in arm["vs"].values())
+    assert sweep["decisions"]["prompt"]["level"] == 0.05 and sweep["contrasts"] == []  # one fitting d
+    # the same pairs: every classifier scored the same 60 test pairs; floors and GNNs are on them too
+    assert sweep["test_pairs"] == 60 and sweep["same_pairs"] is True
+    pairs = [pd.read_parquet(r["predictions"]) for r in sweep["runs"]]
+    assert all(len(p) == 60 for p in pairs)
+    assert all(f["test_pairs_warm"] + f["test_pairs_cold"] == 60 for f in sweep["floors"].values())
+    assert set(sweep["floors"]) == {"popularity", "preferential_attachment"}
+    assert [(g["kge_dim"], g["seed"]) for g in sweep["gnn"]] == [(2, 0), (2, 1)]  # d = 300 had no arm to feed
+    gnn = pd.read_parquet(sweep_dir / "runs" / "d2-s1" / "gnn_test_predictions.parquet")
+    assert len(gnn) > 60
+    mine = pairs[0][["source_idx", "target_idx"]].merge(gnn, on=["source_idx", "target_idx"])
+    assert sweep["gnn"][1]["test_auc"] == pytest.approx(evaluate_scores(mine["label"], mine["score"])["auc"])
     assert all(0.0 <= r["predicted_positive_share"] <= 1.0 for r in sweep["runs"])
-    # each gain is over vanilla with the same seed, for every model (not over an earlier model's runs)
-    auc = {(r["model"], r["kge_dim"], r["seed"]): r["test_auc"] for r in sweep["runs"]}
-    for row in tested:
-        gains = [auc[(row["model"], row["kge_dim"], s)] - auc[("vanilla", None, s)] for s in (0, 1)]
-        assert row["auc_gain"] == pytest.approx(np.mean(gains)), row["model"]
-    assert (tmp_path / "runs" / "default" / "sweep" / "accuracy_vs_dim.png").is_file()
+    assert (sweep_dir / "accuracy_vs_dim.png").is_file()
+    assert "p vs strongest control" in (tmp_path / "runs" / "default" / "report.md").read_text()
 
 
 def test_average_of_refuses_other_pairs_and_averages_scores():
@@ -155,16 +180,3 @@ def test_average_of_refuses_other_pairs_and_averages_scores():
     assert average_of([a, b])["score"].tolist() == pytest.approx([0.7, 0.3])
     with pytest.raises(ValueError):
         average_of([a, b.assign(target_idx=[3, 2])])
-
-
-def test_verdict_names_an_exact_tie_with_the_gnn_and_ends_each_sentence():
-    from linklm.report.report import _verdict
-
-    models = {"vanilla": {"test_auc": 0.74}, "fused": {"test_auc": 0.950364235}}
-    results = {"gnn": {"test_auc": 0.950364235}, "sweep_answer": "prompt: KGEs beat vanilla; every dimension fits",
-               "baselines": {"popularity": {"test_auc": 0.835}}}  # fmt: skip
-    text = _verdict(results, models)
-    assert "equal to the GNN it is fed (0.9504, to the last digit)" in text and "e+00" not in text
-    assert "every dimension fits. Baselines on the same pairs" in text
-    results["gnn"]["test_auc"] = 0.95037
-    assert "level with the GNN it is fed (0.9504, a gap of -5.8e-06)" in _verdict(results, models)

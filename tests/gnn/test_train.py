@@ -58,4 +58,15 @@ def test_epoch_negatives_are_sorted_and_never_an_edge(tmp_path):
     assert bool((positives.labels == 1).all()) and bool((negatives.labels == 0).all())
     keys = (negatives.src * graph.num_movies + negatives.dst).numpy()
     assert len(keys) == edges.shape[1] and bool((keys[1:] > keys[:-1]).all())  # sorted, distinct
-    assert not np.isin(keys, graph.train_keys).any()
+    assert not np.isin(keys, graph.own_keys).any()
+    # The GNN's negatives avoid its own edges only: the classifiers' share is drawn like val and test
+    # positives are, as pairs it never saw.
+    share_src, share_dst, _ = graph.pairs["train"]
+    share = (share_src * graph.num_movies + share_dst).numpy()
+    assert not np.isin(share, graph.own_keys).any() and np.isin(graph.own_keys, graph.train_keys).all()
+    rng = np.random.default_rng(1)
+    drawn = np.concatenate([keys] + [
+        (lambda n: (n.src * graph.num_movies + n.dst).numpy())(recipe.epoch_pairs(gen.model, graph, edges, None,
+                                                                                 gen.config, rng)[0][1])
+        for _ in range(20)])  # fmt: skip
+    assert np.isin(share, drawn).any()

@@ -97,12 +97,12 @@ def test_val_evaluations_are_evenly_spaced_and_none_repeats_the_last(tmp_path, s
     at the last step (the Trainer always evaluates it), never two in a row at the end."""
     from transformers.trainer_callback import DefaultFlowCallback, TrainerControl, TrainerState
 
-    from linklm.llm.training import TrainSpec, _arguments
+    from linklm.llm.training import TrainSpec, _arguments, eval_interval
 
     spec = TrainSpec(epochs=1, positives_per_batch=8, eval_batch_size=8, lr=1e-4, weight_decay=0.0, warmup_ratio=0.0,
                      seed=0, checkpoint_every=0, cpu=True, precision="fp32", progress=False, key="k",
                      evals_per_epoch=evals)  # fmt: skip
-    args = _arguments(spec, tmp_path, steps, "none")
+    args = _arguments(spec, tmp_path, eval_interval(spec, steps), "none")
     state = TrainerState(max_steps=steps, eval_steps=args.eval_steps, logging_steps=args.logging_steps,
                          save_steps=args.save_steps)  # fmt: skip
     evaluated = []

@@ -14,7 +14,7 @@ def test_two_ranks_train_disjoint_shards_and_write_once(tmp_path):
     torchrun = Path(sys.executable).parent / "torchrun"
     cmd = [str(torchrun), "--nproc_per_node", "2", "-m", "linklm.cli", "train", "--model", "vanilla",
            f"data.path={folder}", "llm.model=random:L2-H32", "llm.max_train_pairs=64", "llm.batch_size=16",
-           "llm.epochs=2", "llm.audit_shards=true"]  # fmt: skip
+           "llm.max_epochs=2", "llm.audit_shards=true"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=400, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -32,7 +32,7 @@ def test_same_seed_same_numbers_other_seed_other_numbers(tmp_path):
 
 def _cmd(folder, run):
     return [sys.executable, "-m", "linklm.cli", "train", "--model", "vanilla", "--run", run, f"data.path={folder}",
-            "llm.max_train_pairs=320", "llm.epochs=2", "llm.checkpoint_every=2", *TINY]  # fmt: skip
+            "llm.max_train_pairs=320", "llm.max_epochs=2", "llm.checkpoint_every=2", *TINY]  # fmt: skip
 
 
 def test_llm_training_resumes_after_sigkill(tmp_path):

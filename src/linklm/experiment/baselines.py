@@ -3,6 +3,7 @@
     floors(manager)                       {"preferential_attachment": {"test_auc": ...}, "popularity": ...}
     warm_cold(manager, source_idx, target_idx, labels, scores)   {"test_auc_warm": ..., "test_auc_cold": ...}
     average_of(frames)                    the score average of several models' test predictions
+    margins(tables, val_aucs)             the pre-specified AUC differences, with user-bootstrap intervals
 
 Degrees are counted over every train edge (message passing and supervision), the edges every model
 may learn from; the floors need no training at all. A pair is "warm" when its user and its movie
@@ -29,11 +30,12 @@ def test_pairs(manager) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             manager.llm_df.loc[test, "labels"].to_numpy())  # fmt: skip
 
 
-def floors(manager, ranking_users: int = 0) -> dict[str, dict[str, Any]]:
+def floors(manager, ranking_users: int = 0, pairs=None) -> dict[str, dict[str, Any]]:
     """Test AUC of scores that need no training: log(1 + deg u) + log(1 + deg m), and deg m; with
-    `ranking_users`, popularity's HR@10 / NDCG@10 on the sampled candidates (`ranking`)."""
+    `ranking_users`, popularity's HR@10 / NDCG@10 on the sampled candidates (`ranking`). `pairs`
+    (source_idx, target_idx, labels): score those test pairs instead of all of them."""
     users, movies = manager.train_degrees
-    src, dst, labels = test_pairs(manager)
+    src, dst, labels = test_pairs(manager) if pairs is None else pairs
     scores = {
         "preferential_attachment": np.log1p(users[src]) + np.log1p(movies[dst]),
         "popularity": movies[dst].astype(np.float64),
@@ -74,20 +76,55 @@ def average_of(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def margins(tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    """The best model by test AUC (of `tables`: {name: its test predictions}, the GNN's under
-    "gnn") and its gain over vanilla and over the GNN, each with a paired bootstrap interval, on
-    the pairs both scored."""
+# The pre-specified comparisons of results.json `margins`, (model, base) in the order the report
+# gives them: "best_control" is the control arm with the highest val AUC, named before test is read.
+COMPARISONS = {
+    "embedding_frozen_vs_vanilla": ("embedding_frozen", "vanilla"),
+    "best_control_vs_vanilla": ("best_control", "vanilla"),
+    "embedding_frozen_vs_best_control": ("embedding_frozen", "best_control"),
+    "fused_vs_gnn": ("fused", "gnn"),
+}
+RESAMPLES = 2000
+MARGINS_NOTE = (
+    "Each interval is the 2.5th to 97.5th percentile of the AUC difference over {resamples:,} bootstrap "
+    "resamples of the test pairs' users (all of a drawn user's pairs, both models on the same pairs): it "
+    "covers the variance of the test pairs, not of training. Every model here is one training run (one "
+    "seed); `linklm sweep` repeats seeds. The strongest control is chosen by val AUC, never test."
+)
+
+
+def best_control(val_aucs: dict[str, float]) -> str | None:
+    """The control arm (config.CONTROL_KINDS) with the highest val AUC among `val_aucs`, or None."""
+    from linklm.config import CONTROL_KINDS
+
+    present = {k: v for k, v in val_aucs.items() if k in CONTROL_KINDS and v is not None and np.isfinite(v)}
+    return max(present, key=present.get) if present else None
+
+
+def margins(tables: dict[str, pd.DataFrame], val_aucs: dict[str, float],
+            resamples: int = RESAMPLES) -> dict[str, Any]:  # fmt: skip
+    """The pre-specified AUC differences (`COMPARISONS`) between the models of `tables` ({name: its
+    test predictions}, the GNN's under "gnn"), each with a 95 % interval from a paired bootstrap over
+    the test users, on the pairs both models scored; a comparison one of whose models is absent is
+    left out. `val_aucs` ({kind: val AUC}) picks the strongest control."""
     from linklm.evaluate import paired_auc_gain
 
+    control = best_control({k: v for k, v in val_aucs.items() if k in tables})
+    names = {"best_control": control}
+    out: dict[str, Any] = {"best_control": control, "best_control_by": "val_auc", "comparisons": {},
+                           "note": MARGINS_NOTE.format(resamples=resamples)}  # fmt: skip
+    if control is not None:
+        out["best_control_val_auc"] = float(val_aucs[control])
     keys = ["source_idx", "target_idx"]
-    aucs = {name: evaluate_scores(t["label"], t["score"])["auc"] for name, t in tables.items() if name != "gnn"}
-    if not aucs:
-        return {}
-    best = max(aucs, key=aucs.get)
-    out: dict[str, Any] = {"best": best}
-    for other in ("vanilla", "gnn"):
-        if other in tables and other != best:
-            both = tables[best].merge(tables[other].drop_duplicates(keys), on=keys, suffixes=("", "_base"))
-            out[f"over_{other}"] = paired_auc_gain(both["label"], both["score"], both["score_base"])
+    for key, (model, base) in COMPARISONS.items():
+        model, base = names.get(model, model), names.get(base, base)
+        if model not in tables or base not in tables:
+            continue
+        both = tables[model].merge(tables[base].drop_duplicates(keys), on=keys, suffixes=("", "_base"))
+        if both.empty:
+            continue
+        gain = paired_auc_gain(both["label"], both["score"], both["score_base"], both["source_idx"], resamples)
+        out["comparisons"][key] = {"model": model, "base": base, **gain,
+                                   "model_auc": evaluate_scores(both["label"], both["score"])["auc"],
+                                   "base_auc": evaluate_scores(both["label"], both["score_base"])["auc"]}  # fmt: skip
     return out

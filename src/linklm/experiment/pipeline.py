@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from linklm import tracking
-from linklm.artifacts import CLASSIFIER_METRICS, Damaged, read_json, seal, sealed, stage_key, unseal
+from linklm.artifacts import CLASSIFIER_METRICS, RESULTS_SHAPE, Damaged, read_json, seal, sealed, stage_key, unseal
 from linklm.config import LLM_KINDS, Config
 from linklm.errors import UserError
 from linklm.experiment import ranking
@@ -131,20 +131,20 @@ def gnn_predictions(gen, manager, path: Path) -> None:
 
 def make_classifier(kind: str, cfg: Config, manager, gen, root: Path):
     from linklm.llm import EmbeddingClassifier, FusedClassifier, PromptClassifier, VanillaClassifier
+    from linklm.llm.controls import CONTROLS, KGEMLPClassifier
 
-    args = (manager.llm_df, manager.source_df, manager.target_df, root)
-    # Every kind draws its negatives under the same exclusion set: all train edges.
-    same = {"config": cfg.llm, "train_keys": manager.train_keys}
-    if kind == "vanilla":
-        clf = VanillaClassifier(*args, **same)
-    elif kind == "prompt":
-        clf = PromptClassifier(*args, kge=gen, **same)
-    elif kind in ("embedding_frozen", "embedding_e2e"):
-        clf = EmbeddingClassifier(*args, kge=gen, end_to_end=kind == "embedding_e2e", **same)
-    elif kind == "fused":
-        clf = FusedClassifier(*args, kge=gen, **same)
-    else:
+    classes = {"vanilla": VanillaClassifier, "prompt": PromptClassifier, "embedding_frozen": EmbeddingClassifier,
+               "embedding_e2e": EmbeddingClassifier, "fused": FusedClassifier, **CONTROLS,
+               "kge_mlp": KGEMLPClassifier}  # fmt: skip
+    if kind not in classes:
         raise UserError(f"unknown model kind {kind!r} (known: {', '.join(LLM_KINDS)})")
+    # Every kind draws its negatives under the same exclusion set: all train edges.
+    options: dict[str, Any] = {"config": cfg.llm, "train_keys": manager.train_keys}
+    if kind != "vanilla":
+        options["kge"] = gen
+    if kind.startswith("embedding_"):
+        options["end_to_end"] = kind == "embedding_e2e"
+    clf = classes[kind](manager.llm_df, manager.source_df, manager.target_df, root, **options)
     clf.progress, clf.tracking = cfg.progress, cfg.tracking
     return clf
 
@@ -159,13 +159,12 @@ def classifier_key(kind: str, cfg: Config, manager, gen) -> str:
     """The classifier stage key: its kind, the data, the GNN it reads (if any), the llm fields that
     change its result (`artifacts.STAGE_FIELDS`) and the training precision (bf16 on a GPU changes
     the numbers; which device of a kind does not)."""
-    # recipe 2: accuracy and F1 at the val-chosen threshold (was 0.5); 3: val evaluations evenly
-    # spaced (steps 32 and 63, not 31, 62 and 63) and training batches in length slices
-    upstream = {"kind": kind, "data": manager.key, "gnn": gen.key if kind != "vanilla" else None, "recipe": 3,
+    # recipe: the version of the training recipe; 4 stops training when val stops improving
+    upstream = {"kind": kind, "data": manager.key, "gnn": gen.key if kind != "vanilla" else None, "recipe": 4,
                 "precision": llm_precision(cfg)}  # fmt: skip
     if kind == "embedding_e2e":
         upstream["gnn_lr"] = cfg.llm.gnn_lr
-    if kind == "fused":
+    if kind in ("fused", "kge_mlp"):
         upstream["head_lr"] = cfg.llm.head_lr
     if kind == "prompt":
         upstream["prompt_kge_dims"] = cfg.llm.prompt_kge_dims
@@ -217,7 +216,8 @@ def _train_classifier(kind: str, cfg: Config, manager, gen, root: Path, key: str
         "test_confusion_matrix": test["confusion_matrix"],
         # Share of test pairs answered "yes": far from 0.5 on balanced pairs, the model says one class.
         "test_positive_share": round(sum(row[1] for row in test["confusion_matrix"]) / test["n"], 4),
-        **{name: train[name] for name in ("val_auc", "val_history", "best_epoch", "resumed_from", "train_seconds",
+        **{name: train[name] for name in ("val_auc", "val_history", "stopped", "best_epoch", "best_step", "steps",
+                                          "epochs", "max_epochs", "resumed_from", "train_seconds",
                                           "examples_per_second", "train_examples", "threshold", "precision")},
         "total_seconds": round(time.perf_counter() - start, 2),
         "llm_model": cfg.llm.model,
@@ -234,7 +234,7 @@ def _train_classifier(kind: str, cfg: Config, manager, gen, root: Path, key: str
     rt.say(
         f"[{kind}] test accuracy {metrics['test_accuracy']:.4f}, AUC {metrics['test_auc']:.4f}, "
         f"F1 {metrics['test_f1']:.4f} (val AUC {metrics['val_auc']:.4f}; {metrics['train_seconds']:.0f} s, "
-        f"{metrics['examples_per_second']:.0f} examples/s)"
+        f"{metrics['examples_per_second']:.0f} examples/s; {metrics['epochs']:.2g} epochs, {metrics['stopped']})"
     )
     return metrics
 
@@ -268,16 +268,21 @@ def run_models(cfg: Config, kinds: list[str], force: bool = False, gnn: bool = T
 
 
 def _margins(cfg: Config, kinds: list[str]) -> None:
-    """results.json `margins`: the best classifier's test AUC gain over vanilla and the GNN, with intervals."""
+    """results.json `margins`: the pre-specified test AUC differences (`baselines.COMPARISONS`) with
+    user-bootstrap intervals, over every classifier of the run (`kinds` and those results.json
+    already holds) and the GNN; the strongest control is picked by val AUC."""
     import pandas as pd
 
     from linklm.experiment import baselines
 
+    path = cfg.run_dir / "results.json"
+    models = read_json(path, RESULTS_SHAPE).get("models", {}) if path.is_file() else {}
     paths = {"gnn": cfg.run_dir / "gnn_test_predictions.parquet"}
-    paths.update({kind: cfg.run_dir / "models" / kind / "test_predictions.parquet" for kind in kinds})
+    paths.update({kind: cfg.run_dir / "models" / kind / "test_predictions.parquet" for kind in {*models, *kinds}})
     tables = {name: pd.read_parquet(path) for name, path in paths.items() if path.is_file()}
     if len(tables) > 1:
-        update_results(cfg, "margins", baselines.margins(tables))
+        val = {kind: m["val_auc"] for kind, m in models.items()}
+        update_results(cfg, "margins", baselines.margins(tables, val))
 
 
 def _warm_cold(manager, predictions: Path) -> dict[str, Any]:

@@ -1,15 +1,26 @@
-"""The KGE-dimension sweep: from which dimension do KGEs pay off, and up to which do prompts fit?
+"""The KGE-dimension sweep: from which dimension do KGEs pay off, above what carries no graph?
 
-    linklm sweep                   # dims 2..128, 3 seeds, prompt and embedding_frozen vs vanilla
-    linklm sweep --preset small    # dims 2, 8, 32 on a subsample: the same question on a laptop
+    linklm sweep --preset small    # d = 4, 16, 10 seeds, on a subsample: the question on a laptop
+    linklm sweep --preset full     # d = 2..128, 10 seeds, every control (also the default)
 
 Seeds change the GNN's and the language model's initialisation, data order and on-the-fly
-negatives; the split, and so the test pairs, stay fixed. Each (model, dimension) arm and vanilla run
-with the same seeds, so the test is over per-seed differences: a one-sided paired t-test (scipy)
-that the arm's test AUC (and, separately, accuracy) exceeds vanilla's with the same seed. It covers
-the variance of training, not only of the test pairs. Holm corrects across every (model, dimension,
-metric) test. The answer follows a fixed-sequence rule over the sorted dimensions that fit: the
-smallest d such that d and every larger fitting dimension gain significantly in AUC.
+negatives; the split, and so the test pairs, stay fixed. Every arm (prompt, embedding_frozen) and
+every control runs with the same seeds and is scored on the same test pairs (`llm.test_pairs` of
+them, the same draw for every run), so each comparison is over per-seed differences.
+
+The controls carry what a KGE arm carries minus the graph: control_degree (each node's log train
+degree in the KGE slots; trained once per seed, built on that seed's GNN of the smallest d),
+control_shuffled (the d-dim KGE table with its node rows permuted) and control_random (a fixed
+Gaussian vector of dim d per node), the last two at every d and seed. A KGE arm pays off at d only
+if it beats vanilla and every control of that d: the rule, its tests and intervals are in
+linklm.experiment.stats; rows, contrasts and the answer in linklm.experiment.sweep_analysis.
+sweep.json also gives, on the sweep's own test pairs, the floors (popularity, preferential
+attachment) and each (d, seed) GNN's test AUC.
+
+Sizes, as estimates from the README's 2-core CPU figures (neither preset has been timed): small,
+80 trainings and 20 GNNs, about 70 min at one epoch per run (up to ~3 h if every run trains all of
+llm.max_epochs); full, 300 trainings (70 of them prompts of up to 2 + 2 * 128 KGE tokens) and 70
+GNNs on all train positives and test pairs, about 15-30 h.
 """
 
 from __future__ import annotations
@@ -17,59 +28,44 @@ from __future__ import annotations
 import copy
 import json
 import time
+import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from linklm.config import Config
+from linklm.config import CONTROL_KINDS, Config
 from linklm.errors import UserError
+from linklm.experiment import stats
+from linklm.experiment.sweep_analysis import FLAT_CONTROL, answer_text, contrasts, decisions, sweep_rows
 from linklm.io import write_json
 
+_FULL = {
+    "dims": [2, 4, 8, 16, 32, 64, 128],
+    "seeds": list(range(10)),
+    "models": ["prompt", "embedding_frozen"],
+    "controls": list(CONTROL_KINDS),
+    "overrides": {},
+    "estimate": "300 trainings and 70 GNNs: about 15-30 h on 2 CPU cores (an estimate, not measured)",
+}
 PRESETS: dict[str, dict[str, Any]] = {
-    "default": {
-        "dims": [2, 4, 8, 16, 32, 64, 128],
-        "seeds": [0, 1, 2, 3, 4],
-        "models": ["prompt", "embedding_frozen"],
-        "overrides": {},
-    },  # fmt: skip
+    "default": _FULL,
+    "full": _FULL,
     # The laptop-sized question: fewer dimensions, train positives and scored pairs (the same fixed
-    # 4,000 of the 20,000 test pairs for every arm and seed), never fewer than 5 seeds.
+    # 4,000 of the 20,000 test pairs for every arm and seed), 10 seeds; control_random is left out
+    # for time (control_shuffled keeps every KGE value and destroys the graph).
     "small": {
         "dims": [4, 16],
-        "seeds": [0, 1, 2, 3, 4],
+        "seeds": list(range(10)),
         "models": ["prompt", "embedding_frozen"],
+        "controls": ["control_degree", "control_shuffled"],
         "overrides": {"llm": {"max_train_pairs": 2000, "val_pairs": 2000, "test_pairs": 4000}, "gnn": {"epochs": 150}},
+        "estimate": "80 trainings and 20 GNNs: about 70 min to 3 h on 2 CPU cores (an estimate, not measured)",
     },  # fmt: skip
 }
-ALPHA = 0.05
-METRICS = ("auc", "accuracy")  # both are tested; the answer reads AUC, which needs no threshold
+ALPHA = stats.ALPHA
 DEGENERATE_SHARE = 0.8  # a model answering one class for more of the balanced test pairs is flagged
-
-
-def seed_paired_test(model_values, base_values) -> tuple[float, float | None]:
-    """One-sided p-value that `model_values` exceed `base_values`, paired by seed (a paired t-test
-    on the per-seed differences). Returns (mean gain, p); p is None with fewer than two seeds."""
-    from scipy import stats
-
-    diff = np.asarray(model_values, np.float64) - np.asarray(base_values, np.float64)
-    gain = float(diff.mean())
-    if len(diff) < 2:
-        return gain, None
-    if np.allclose(diff, diff[0]):  # no spread: t is infinite (or undefined at zero)
-        return gain, 0.0 if gain > 0 else 1.0
-    return gain, float(stats.ttest_1samp(diff, 0.0, alternative="greater").pvalue)
-
-
-def holm(pvalues: list[float]) -> list[float]:
-    order = np.argsort(pvalues)
-    m = len(pvalues)
-    adjusted = np.empty(m)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * pvalues[i]))
-        adjusted[i] = running
-    return adjusted.tolist()
+_KEYS = ["source_idx", "target_idx"]
 
 
 def _sub_config(cfg: Config, name: str, kge_dim: int | None, seed: int) -> Config:
@@ -94,35 +90,36 @@ class PromptBudget(NamedTuple):
 
     def max_tokens(self, model: str, kge_dim: int) -> int:
         """The longest prompt of `model` at `kge_dim`, as PromptBuilder.max_length counts it: vanilla's
-        plus 2 + 2 * kge_dim tokens for the prompt model, plus 2 (one slot per KGE) for the embedding ones."""
+        plus 2 + 2 * kge_dim tokens for the prompt model, plus 2 (one slot per KGE) for the embedding
+        ones and the controls."""
         return self.base_tokens + 2 + 2 * kge_dim if model == "prompt" else self.base_tokens + 2
 
+    def fits(self, model: str, kge_dim: int) -> bool:
+        return self.max_tokens(model, kge_dim) <= self.max_positions
 
-def run_sweep(cfg: Config, dims: list[int], seeds: list[int], models: list[str], force: bool = False) -> dict:
+
+def run_sweep(cfg: Config, dims: list[int], seeds: list[int], models: list[str], controls: list[str] = (),
+              force: bool = False) -> dict:  # fmt: skip
     from linklm.experiment.pipeline import llm_precision, prepare_data
 
     start = time.perf_counter()
     llm_precision(cfg)  # a precision the device lacks stops the sweep before any stage
-    dims = sorted(set(dims))  # the fixed-sequence rule reads the dimensions in order
+    dims, controls = sorted(set(dims)), [c for c in CONTROL_KINDS if c in controls]  # the rule reads d in order
     out_dir = cfg.run_dir / "sweep"
     manager = prepare_data(cfg)
     budget = _prompt_budget(cfg, manager)
-    vanilla = _seed_runs(cfg, manager, "vanilla", None, seeds, force)
-    per_run = list(vanilla)
-    rows = [_vanilla_row(vanilla, budget)]
-    for model in models:
-        # every arm is paired with vanilla's run of the same seed (never with another arm's)
-        model_rows, model_runs = _model_rows(cfg, manager, model, dims, seeds, budget, vanilla, force)
-        rows += model_rows
-        per_run += model_runs
-    _correct_for_multiplicity(rows)
-    _plot_accuracy(rows, models, dims, out_dir / "accuracy_vs_dim.png")
-    degenerate = [r for r in per_run if r["degenerate"]]
-    result = {"dims": dims, "seeds": seeds, "models": models, "rows": rows, "runs": per_run,
-              "answer": _answer(rows, models, budget), "largest_fitting_prompt_dim": budget.largest_fitting_dim,
-              "max_positions": budget.max_positions, "alpha": ALPHA, "degenerate_runs": len(degenerate),
-              "test": "one-sided paired t-test over per-seed differences from vanilla (same seed), for test AUC "
-                      "and accuracy; Holm across every (model, dimension, metric)",
+    runs = [_one_run("vanilla", _sub_config(cfg, f"vanilla-s{s}", None, s), manager, None, force) for s in seeds]
+    kge_runs, gnns = _kge_runs(cfg, manager, dims, seeds, models, controls, budget, force)
+    runs += kge_runs
+    rows = sweep_rows(runs, models, controls, dims, budget)
+    same = _same_pairs(manager, runs, gnns)
+    decided = decisions(rows, models, ALPHA)
+    _plot_accuracy(rows, out_dir / "accuracy_vs_dim.png")
+    result = {"dims": dims, "seeds": seeds, "models": models, "controls": controls, "rows": rows,
+              "contrasts": contrasts(rows, runs, models), **same, "runs": runs, "decisions": decided,
+              "answer": answer_text(rows, models, decided, same, budget), "rule": stats.rule_text(models, controls),
+              "alpha": ALPHA, "largest_fitting_prompt_dim": budget.largest_fitting_dim,
+              "max_positions": budget.max_positions, "degenerate_runs": sum(r["degenerate"] for r in runs),
               "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
     write_json(out_dir / "sweep.json", result)
     return result
@@ -139,126 +136,127 @@ def _prompt_budget(cfg: Config, manager) -> PromptBudget:
     return PromptBudget(max_positions, builder.max_length(), largest)
 
 
-def _seed_runs(cfg: Config, manager, model: str, kge_dim: int | None, seeds: list[int], force: bool) -> list[dict]:
-    """Train (or reuse) `model` at `kge_dim` (None: vanilla, no GNN) once per seed; one row per run."""
-    from linklm.experiment.pipeline import train_classifier, train_gnn
+def _kge_runs(cfg: Config, manager, dims: list[int], seeds: list[int], models: list[str], controls: list[str],
+              budget: PromptBudget, force: bool) -> tuple[list[dict], list[dict]]:  # fmt: skip
+    """Per d (that some arm fits) and seed: the GNN, then every arm that fits and every d-dependent
+    control; control_degree once per seed, on the GNN of the first such d. Returns runs and GNNs."""
+    from linklm.experiment.pipeline import train_gnn
 
-    runs = []
-    for seed in seeds:
-        sub = _sub_config(cfg, f"vanilla-s{seed}" if kge_dim is None else f"d{kge_dim}-s{seed}", kge_dim, seed)
-        gen = None if kge_dim is None else train_gnn(sub, manager, force=force)
-        m = train_classifier(model, sub, manager, gen, force=force)
-        (tn, fp), (fn, tp) = m["test_confusion_matrix"]
-        share = (fp + tp) / max(1, tn + fp + fn + tp)
-        runs.append({**_scalar(m), "model": model, "kge_dim": kge_dim, "seed": seed,
-                     "predicted_positive_share": share,
-                     "degenerate": bool(max(share, 1 - share) > DEGENERATE_SHARE)})  # fmt: skip
-    return runs
-
-
-def _model_rows(cfg: Config, manager, model: str, dims: list[int], seeds: list[int], budget: PromptBudget,
-                vanilla: list[dict], force: bool) -> tuple[list[dict], list[dict]]:  # fmt: skip
-    """One row per dimension for `model` with its per-seed gains over vanilla (same seeds) and raw
-    p-values; and the rows of its runs."""
-    base = {r["seed"]: r for r in vanilla}
-    rows, runs = [], []
+    runs, gnns, flat_done = [], [], False
     for d in dims:
-        tokens = budget.max_tokens(model, d)
-        row: dict[str, Any] = {"model": model, "kge_dim": d, "max_tokens": int(tokens),
-                               "fits": bool(tokens <= budget.max_positions)}  # fmt: skip
-        if row["fits"]:
-            seed_runs = _seed_runs(cfg, manager, model, d, seeds, force)
-            runs += seed_runs
-            row.update(_mean_std(seed_runs))
-            for metric in METRICS:
-                key = f"test_{metric}"
-                gain, p = seed_paired_test([r[key] for r in seed_runs], [base[r["seed"]][key] for r in seed_runs])
-                row[f"{metric}_gain"], row[f"{metric}_p_raw"] = gain, p
-        else:
-            nan = float("nan")
-            row.update(accuracy_mean=nan, accuracy_std=nan, auc_mean=nan, auc_std=nan)
-        rows.append(row)
-    return rows, runs
+        arms = [m for m in models if budget.fits(m, d)]
+        if not arms:
+            continue
+        kinds = arms + [c for c in controls if c != FLAT_CONTROL]
+        if FLAT_CONTROL in controls and not flat_done:
+            kinds.append(FLAT_CONTROL)
+            flat_done = True
+        for seed in seeds:
+            sub = _sub_config(cfg, f"d{d}-s{seed}", d, seed)
+            gen = train_gnn(sub, manager, force=force)
+            gnns.append({"kge_dim": d, "seed": seed, "test_auc_all_pairs": gen.metrics["test_auc"],
+                         "predictions": str(sub.run_dir / "gnn_test_predictions.parquet")})  # fmt: skip
+            runs += [_one_run(kind, sub, manager, gen, force) for kind in kinds]
+    return runs, gnns
 
 
-def _correct_for_multiplicity(rows: list[dict]) -> None:
-    """Holm across every (model, dimension, metric) test: sets `<metric>_p` on each tested row."""
-    tests = [(r, m) for r in rows for m in METRICS if r.get(f"{m}_p_raw") is not None]
-    adjusted = holm([r[f"{m}_p_raw"] for r, m in tests]) if tests else []
-    for (r, m), p in zip(tests, adjusted, strict=True):
-        r[f"{m}_p"] = p
-    for r in rows:
-        r["p_value"] = r.get("auc_p")  # the column the report and table show
+def _one_run(kind: str, sub: Config, manager, gen, force: bool) -> dict:
+    """Train (or reuse) one classifier of the sweep; its row of `runs`."""
+    from linklm.experiment.pipeline import train_classifier
+
+    m = train_classifier(kind, sub, manager, gen, force=force)
+    (tn, fp), (fn, tp) = m["test_confusion_matrix"]
+    share = (fp + tp) / max(1, tn + fp + fn + tp)
+    kge_dim = None if kind in ("vanilla", FLAT_CONTROL) else sub.gnn.kge_dim
+    return {**_scalar(m), "model": kind, "kge_dim": kge_dim, "gnn_dim": None if gen is None else sub.gnn.kge_dim,
+            "seed": sub.llm.seed, "predicted_positive_share": share,
+            "degenerate": bool(max(share, 1 - share) > DEGENERATE_SHARE),
+            "predictions": str(sub.run_dir / "models" / kind / "test_predictions.parquet")}  # fmt: skip
 
 
-def _vanilla_row(runs: list[dict], budget: PromptBudget) -> dict[str, Any]:
-    row = {"model": "vanilla", "kge_dim": 0, "max_tokens": int(budget.base_tokens), "fits": True, "p_value": None}
-    return {**row, **_mean_std(runs)}
+def _same_pairs(manager, runs: list[dict], gnns: list[dict]) -> dict[str, Any]:
+    """On the test pairs the classifiers scored (the first run's; every run's must be the same set):
+    the floors, and each (d, seed) GNN's test AUC."""
+    import pandas as pd
+
+    from linklm.evaluate import evaluate_scores
+    from linklm.experiment import baselines
+
+    pairs = pd.read_parquet(runs[0]["predictions"], columns=[*_KEYS, "label"])
+    ref = _sorted_pairs(pairs)
+    other = [r["predictions"] for r in runs[1:]
+             if not np.array_equal(_sorted_pairs(pd.read_parquet(r["predictions"], columns=_KEYS)), ref)]  # fmt: skip
+    if other:  # a paired comparison of other pairs would mix the pairs' variance into the seeds'
+        warnings.warn(f"{len(other)} run(s) scored other test pairs than {runs[0]['predictions']}, e.g. {other[0]}",
+                      stacklevel=2)  # fmt: skip
+    floors = baselines.floors(manager, pairs=(pairs["source_idx"].to_numpy(), pairs["target_idx"].to_numpy(),
+                                              pairs["label"].to_numpy()))  # fmt: skip
+    out = []
+    for g in gnns:
+        entry = {k: v for k, v in g.items() if k != "predictions"}
+        if Path(g["predictions"]).is_file():  # rank 0 writes it
+            scores = pairs[_KEYS].merge(pd.read_parquet(g["predictions"]).drop_duplicates(_KEYS), on=_KEYS, how="left")
+            entry["test_auc"] = evaluate_scores(scores["label"], scores["score"])["auc"]
+        out.append(entry)
+    return {"test_pairs": len(pairs), "same_pairs": not other, "floors": floors, "gnn": out}
 
 
-def _mean_std(runs: list[dict]) -> dict[str, float]:
-    acc, auc = [r["test_accuracy"] for r in runs], [r["test_auc"] for r in runs]
-    return {"accuracy_mean": float(np.mean(acc)), "accuracy_std": _std(acc), "auc_mean": float(np.mean(auc)),
-            "auc_std": _std(auc)}  # fmt: skip
+def _sorted_pairs(frame) -> np.ndarray:
+    """The (source_idx, target_idx) rows of `frame`, sorted: a set of pairs, comparable by equality."""
+    rows = frame[_KEYS].to_numpy()
+    return rows[np.lexsort((rows[:, 1], rows[:, 0]))]
 
 
-def pays_off_from(rows: list[dict], metric: str = "auc") -> int | None:
-    """The fixed-sequence answer: the smallest dimension d (of the rows that fit, sorted) such that d
-    and every larger fitting dimension gain significantly; None if the largest one does not."""
-    fitting = sorted((r for r in rows if r["fits"]), key=lambda r: r["kge_dim"])
-    answer = None
-    for r in reversed(fitting):
-        p, gain = r.get(f"{metric}_p"), r.get(f"{metric}_gain", 0.0)
-        if p is None or p >= ALPHA or gain <= 0:
-            break
-        answer = r["kge_dim"]
-    return answer
+def _plot_accuracy(rows: list[dict], path: Path) -> None:
+    """Mean accuracy per dimension of every arm and d-dependent control, over the dimensions it ran
+    at, with vanilla (rows[0]) flat."""
+    from linklm.report.plots import metric_vs_dimension_ragged
 
-
-def _answer(rows: list[dict], models: list[str], budget: PromptBudget) -> str:
-    """Per model: from which dimension KGEs pay off (AUC; accuracy beside it), and what fits."""
-    answers = []
-    for model in models:
-        mine = [r for r in rows if r["model"] == model]
-        auc, acc = pays_off_from(mine, "auc"), pays_off_from(mine, "accuracy")
-        first = f"from d = {auc} on" if auc is not None else "at no tested dimension"
-        first += f" (accuracy: {'from d = ' + str(acc) if acc is not None else 'none'})"
-        fit = (f"largest dimension that fits the prompt: {budget.largest_fitting_dim}" if model == "prompt"
-               else "every dimension fits")  # fmt: skip
-        answers.append(f"{model}: KGEs beat vanilla significantly in test AUC {first}; {fit}")
-    return " | ".join(answers)
-
-
-def _plot_accuracy(rows: list[dict], models: list[str], dims: list[int], path: Path) -> None:
-    """Mean accuracy per dimension and model, over the dimensions that fit, with vanilla (rows[0]) flat."""
-    from linklm.report.plots import metric_vs_dimension, metric_vs_dimension_ragged
-
-    fitting = {m: [r for r in rows if r["model"] == m and r["fits"]] for m in models}
-    series = {m: ([r["accuracy_mean"] for r in mine], [r["accuracy_std"] for r in mine]) for m, mine in fitting.items()}
-    plot_dims = {m: [r["kge_dim"] for r in mine] for m, mine in fitting.items()}
-    vanilla = rows[0]
-    if all(plot_dims[m] == dims for m in models):
-        metric_vs_dimension(dims, series, (vanilla["accuracy_mean"], vanilla["accuracy_std"]), path)
-    else:  # some prompt dimensions did not fit: plot each model over its own dimensions
-        metric_vs_dimension_ragged(plot_dims, series, vanilla["accuracy_mean"], path)
-
-
-def _std(values) -> float:
-    return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    ran = [r for r in rows if r["kge_dim"] and r.get("n_seeds")]
+    names = list(dict.fromkeys(r["model"] for r in ran))
+    mine = {m: [r for r in ran if r["model"] == m] for m in names}
+    series = {m: ([r["accuracy_mean"] for r in rs], [r["accuracy_std"] for r in rs]) for m, rs in mine.items()}
+    metric_vs_dimension_ragged({m: [r["kge_dim"] for r in rs] for m, rs in mine.items()}, series,
+                               rows[0]["accuracy_mean"], path)  # fmt: skip
 
 
 def _scalar(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, int | float | str) or v is None}
 
 
+def _p(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"
+
+
+def _gain(row: dict) -> str:
+    if row.get("auc_gain") is None:
+        return ""
+    low, high = row.get("auc_ci95") or (float("nan"), float("nan"))
+    return f"{row['auc_gain']:+.4f} [{low:+.3f}, {high:+.3f}]"
+
+
 def format_table(result: dict) -> str:
-    lines = [f"{'model':<18}{'dim':>5}{'tokens':>8}{'fits':>6}{'accuracy':>20}{'AUC':>20}{'p AUC':>10}{'p acc':>10}"]
+    """The rows (mean ± std; AUC gain over vanilla [95 % t-interval]; one-sided paired t p against
+    vanilla and against the strongest control; accuracy's Holm p), then the same-pair references."""
+    head = (f"{'model':<18}{'dim':>5}{'tokens':>7}{'fits':>5}{'accuracy':>18}{'AUC':>18}{'AUC gain [95 % CI]':>27}"
+            f"{'p van':>9}{'p ctrl':>9}{'p acc':>9}")  # fmt: skip
+    lines = [head]
     for r in result["rows"]:
-        acc = f"{r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f}" if r["fits"] else "-"
-        auc = f"{r['auc_mean']:.4f} ± {r['auc_std']:.4f}" if r["fits"] else "-"
-        p_auc, p_acc = ("" if r.get(k) is None else f"{r[k]:.3g}" for k in ("auc_p", "accuracy_p"))
-        lines.append(f"{r['model']:<18}{r['kge_dim']:>5}{r['max_tokens']:>8}{'yes' if r['fits'] else 'no':>6}"
-                     f"{acc:>20}{auc:>20}{p_auc:>10}{p_acc:>10}")  # fmt: skip
+        ran = r.get("n_seeds") and r["fits"]
+        acc = f"{r['accuracy_mean']:.4f} ± {r['accuracy_std']:.4f}" if ran else "-"
+        auc = f"{r['auc_mean']:.4f} ± {r['auc_std']:.4f}" if ran else "-"
+        lines.append(f"{r['model']:<18}{r['kge_dim'] or '-':>5}{r['max_tokens']:>7}{'yes' if r['fits'] else 'no':>5}"
+                     f"{acc:>18}{auc:>18}{_gain(r):>27}{_p(r.get('auc_p')):>9}{_p(r.get('auc_p_control')):>9}"
+                     f"{_p(r.get('accuracy_p_holm')):>9}")  # fmt: skip
+    floors = ", ".join(f"{name} {f['test_auc']:.4f}" for name, f in sorted(result.get("floors", {}).items()))
+    gnn: dict[int, list[float]] = {}
+    for g in result.get("gnn", []):
+        if g.get("test_auc") is not None:
+            gnn.setdefault(g["kge_dim"], []).append(g["test_auc"])
+    per_d = ", ".join(f"d={d} {np.mean(v):.4f} ± {np.std(v, ddof=1) if len(v) > 1 else 0.0:.4f}"
+                      for d, v in sorted(gnn.items()))  # fmt: skip
+    lines.append(f"on the same {result.get('test_pairs', '?')} test pairs: floors {floors or '-'}; GNN {per_d or '-'}")
+    lines.append("p ctrl: against the strongest control of that d; the rule: sweep.json `rule`")
     if result.get("degenerate_runs"):
         lines.append(f"warning: {result['degenerate_runs']} run(s) answered one class for more than "
                      f"{DEGENERATE_SHARE:.0%} of the test pairs (see runs[].degenerate in sweep.json)")  # fmt: skip

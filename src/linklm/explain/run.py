@@ -163,7 +163,7 @@ def _model_folders(run: Path, cfg: Config) -> dict[str, Path]:
     """The trained model folders of a run, warning once per configured model that is missing (not
     when none is there: that is the caller's error)."""
     folders, missing = {}, []
-    for kind in LLM_KINDS:
+    for kind in (k for k in LLM_KINDS if k != "kge_mlp"):  # (kge_mlp reads no text: nothing to explain)
         folder = run / "models" / kind / "model"
         if (folder / "model.safetensors").is_file():
             folders[kind] = folder

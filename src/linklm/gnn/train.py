@@ -6,7 +6,8 @@
 The GNN learns from its own edges only: the train message-passing edges. The train supervision
 edges are the classifiers' share, held out so that the KGEs are out of sample on every pair a
 classifier trains on (`classifier_train_auc` measures it). Each epoch: fresh uniform negatives
-(never a train edge), one full-batch step, val AUC on the val graph; the best-val weights are kept.
+(never one of its own edges: the classifiers' share is as unseen as val and test), one full-batch
+step, val AUC on the val graph; the best-val weights are kept.
 LightGCN scores every one of its edges while propagating over all of them, as in its paper; SAGE
 draws `cfg.supervision_share` of them each epoch as supervision and passes messages over the rest.
 Every `cfg.checkpoint_every` epochs the whole training state (weights, Adam moments, both RNGs, the
@@ -43,8 +44,8 @@ from linklm.gnn.model import LightGCNLink, LinkGNN, PairIndex, adjacency, uses_p
 from linklm.io import atomic_path
 
 # In the GNN stage key: 2 = trained on its own edges only, classifiers' share held out; 3 = metrics
-# carry the full ranking (experiment/ranking.py), so older caches are recomputed.
-VERSION = 3
+# carry the full ranking (experiment/ranking.py); 4 = negatives avoid the GNN's own edges only.
+VERSION = 4
 GNN = LinkGNN | LightGCNLink
 
 
@@ -71,6 +72,14 @@ class LinkGraph:
         src, dst, _ = self.pairs["train"]
         keys = [(ei[0] * self.num_movies + ei[1]).numpy() for ei in (self.edges["train"], (src, dst))]
         return sorted_unique(np.concatenate(keys))
+
+    @functools.cached_property
+    def own_keys(self) -> np.ndarray:
+        """Sorted keys of the GNN's own training edges (train message passing): what its training
+        negatives avoid. The classifiers' share is as unknown to it as val and test are, so a pair of
+        either may be drawn as a negative alike."""
+        edges = self.edges["train"]
+        return sorted_unique((edges[0] * self.num_movies + edges[1]).numpy())
 
     def adjacency(self, split: str, device: torch.device) -> dict[tuple[str, str, str], torch.Tensor]:
         """Sparse CSR adjacencies of `split`'s message-passing graph, both directions, on `device`."""
@@ -257,7 +266,7 @@ def epoch_pairs(model: GNN, graph: LinkGraph, edges: torch.Tensor, adj, cfg: GNN
     n_neg = max(1, round(cfg.neg_ratio * positives.src.numel()))
     # Sorted, the negatives are already in the order of a PairIndex; the loss and its gradients do
     # not depend on the order of the pairs (only the float rounding of the mean loss does).
-    neg_src, neg_dst = sample_negatives(graph.num_users, graph.num_movies, graph.train_keys, n_neg, rng, ordered=True)
+    neg_src, neg_dst = sample_negatives(graph.num_users, graph.num_movies, graph.own_keys, n_neg, rng, ordered=True)
     negatives = Pairs.of(graph, torch.from_numpy(neg_src), torch.from_numpy(neg_dst), torch.zeros(n_neg), device,
                          train=True)  # fmt: skip
     return [positives, negatives], adj

@@ -1,8 +1,8 @@
-"""The seed's classifiers: VanillaClassifier, PromptClassifier and EmbeddingClassifier.
+"""The seed's classifiers (VanillaClassifier, PromptClassifier, EmbeddingClassifier) and the fused one.
 
     clf = VanillaClassifier(ml.llm_df, ml.source_df, ml.target_df, root_path="runs/x/vanilla")
     dataset = ml.generate_vanilla_dataset(clf.tokenize_function)
-    clf.train_model_on_data(dataset, epochs=1, batch_size=256)   # val every epoch, best kept
+    clf.train_model_on_data(dataset, epochs=3, batch_size=256)   # at most 3 epochs, val picks the step
     clf.evaluate_model(dataset, split="test")                    # accuracy, auc, f1, confusion
 
 Thin faces over the components (per-node tokens and prompt assembly in `tokens`, negatives on the
@@ -41,8 +41,8 @@ from linklm.runtime import Runtime, autocast, resolve_device, resolve_precision
 
 
 class LinkClassifier:
-    """Shared machinery of the three classifiers; subclasses set the prompt format and how the
-    model receives KGEs.
+    """Shared machinery of every classifier kind; subclasses set the prompt format and how the
+    model receives KGEs (the controls and kge_mlp live in `controls`).
 
     df, source_df, target_df: the manager's `llm_df`, users and movies. root_path: where training
     writes its log, checkpoints and the final `model/`. model_name: `llm.model` (MiniLM, a folder,
@@ -194,7 +194,7 @@ class LinkClassifier:
         return LinkCollator(
             self.builder, split, num_sources=len(self.source_df), num_targets=len(self.target_df),
             train_keys=self._train_keys() if draw else None, neg_ratio=self.config.neg_ratio if draw else 0.0,
-            kge_input=self.kge_input, tables=self.kge.kge_table(split) if self.kge_input == "tables" else None,
+            kge_input=self.kge_input, tables=self.kge_tables(split) if self.kge_input == "tables" else None,
             seed=seed,
         )  # fmt: skip
 
@@ -230,11 +230,12 @@ class LinkClassifier:
     def train_model_on_data(
         self, dataset=None, epochs: int | None = None, batch_size: int | None = None, callbacks: list | None = None
     ) -> dict:
-        """Train with on-the-fly negatives; evaluate val every epoch and keep the best model by val
-        AUC. Never touches test. Returns val metrics, training time and throughput. `callbacks` are
-        extra HF TrainerCallbacks (progress hooks, timers)."""
+        """Train with on-the-fly negatives for at most `epochs` (llm.max_epochs), evaluating val every
+        llm.eval_steps and stopping after llm.patience evaluations without a gain; keep the best model
+        by val AUC. Never touches test. Returns val metrics (with `stopped`: converged or budget),
+        training time and throughput. `callbacks` are extra HF TrainerCallbacks (progress hooks, timers)."""
         cfg = self.config
-        epochs, batch_size = epochs or cfg.epochs, batch_size or cfg.batch_size
+        epochs, batch_size = epochs or cfg.max_epochs, batch_size or cfg.batch_size
         train, (val, _) = self._train_positives(dataset), self._by_length(self._val_pairs(dataset))
         device = resolve_device(cfg.device, "llm.device")
         # What makes a checkpoint reusable: a leftover from another config is discarded, not resumed.
@@ -248,6 +249,7 @@ class LinkClassifier:
             cpu=device.type == "cpu", precision=self.precision(device), progress=self.progress,
             key=stable_hash(identity), name=self.name, evals_per_epoch=cfg.evals_per_epoch, tracking=self.tracking,
             eval_on_start=self.starts_as_gnn, length_slices=cfg.length_slices, selection_margin=cfg.selection_margin,
+            patience=cfg.patience, eval_steps=cfg.eval_steps,
         )  # fmt: skip
         collate = training.SplitCollator({s: self.collator(s, seed=cfg.seed) for s in ("train", "val")},
                                          1 + cfg.neg_ratio, audit=cfg.audit_shards)  # fmt: skip
@@ -395,6 +397,3 @@ class FusedClassifier(LinkClassifier):
     def _optimizer(self):
         cfg = self.config
         return fused_optimizer(self.model, cfg.lr, cfg.head_lr, cfg.weight_decay)
-
-
-__all__ = ["EmbeddingClassifier", "FusedClassifier", "LinkClassifier", "PromptClassifier", "VanillaClassifier"]

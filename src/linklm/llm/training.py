@@ -3,8 +3,9 @@
     metrics = fit(model, train_pairs, val_pairs, collators, TrainSpec(...), folder)
 
 `fit` reads top to bottom: the checkpoint folder is reused only for the same training identity,
-`TrainingArguments` are built from the spec, the Trainer trains with val AUC every epoch, and the
-best-by-val weights (kept apart as safetensors by `KeepBest`) are loaded back at the end. Per-step
+`TrainingArguments` are built from the spec, the Trainer trains with val AUC every `eval_steps` until
+val stops improving or the epochs run out (`selection`), and the best-by-val weights (kept apart as
+safetensors by `KeepBest`) are loaded back at the end. Per-step
 loss and batch accuracy go to `train_log.jsonl`. It never touches test.
 
 Resuming a killed run loads the Trainer's own checkpoints (optimizer and scheduler states are
@@ -25,17 +26,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.utils import logging as hf_logging
 
 from linklm import tracking
-from linklm.artifacts import Damaged, read_json
 from linklm.errors import UserError
 from linklm.evaluate import accuracy_threshold, evaluate_scores
 from linklm.io import atomic_path, write_json
 from linklm.llm.collator import PairDataset
+from linklm.llm.selection import EarlyStop, KeepBest, readable, stopped
 from linklm.llm.slices import forward_by_length
 from linklm.runtime import Runtime, autocast
 
@@ -49,7 +49,7 @@ class TrainSpec:
     training identity, which decides whether a checkpoint left in the folder is resumed or discarded.
     """
 
-    epochs: int
+    epochs: int  # the most epochs (llm.max_epochs): the budget
     positives_per_batch: int
     eval_batch_size: int
     lr: float
@@ -69,6 +69,8 @@ class TrainSpec:
     length_slices: int = 1  # a training batch runs as this many slices of similar length (`slices`)
     selection_margin: float = 0.0  # val AUC gain a later evaluation needs to replace the kept one
     checkpoint_minutes: float = 0.0  # with checkpoint_every 0: a checkpoint after this much training (0: none)
+    patience: int = 0  # val evaluations without a gain above selection_margin that stop training (0: never)
+    eval_steps: int = 0  # steps between val evaluations (0: evals_per_epoch evenly spaced ones per epoch)
 
 
 def positive_probability(logits) -> np.ndarray:
@@ -98,7 +100,7 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
     steps_per_epoch = max(1, -(-len(train) // spec.positives_per_batch))
     resume = resumable(checkpoints, spec.key)  # every rank reads it before rank 0 changes anything
     report_to, trackers = tracking.trainer_callbacks(spec.tracking, folder)
-    args = _arguments(spec, checkpoints, steps_per_epoch, report_to)
+    args = _arguments(spec, checkpoints, eval_interval(spec, steps_per_epoch), report_to)
     if args.process_index == 0:  # (creating the arguments joined the process group, if any)
         _prepare(folder, spec.key, resume)
     Runtime.current().barrier()
@@ -107,7 +109,8 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
         model=model, args=args, data_collator=collate, train_dataset=Tagged(train, "train"),
         eval_dataset=Tagged(val, "val"), compute_metrics=_val_metrics, optimizers=(optimizer, None),
         step_log_path=log_path, length_slices=spec.length_slices, precision=spec.precision,
-        callbacks=[keep_best, *([audit] if audit else []), *trackers, *(callbacks or []),
+        callbacks=[keep_best, EarlyStop(spec.patience, spec.selection_margin), *([audit] if audit else []),
+                   *trackers, *(callbacks or []),
                    *([TimedCheckpoints(spec.checkpoint_minutes)] if not spec.checkpoint_every else [])],
     )  # fmt: skip
     trainer.add_callback(_Divergence(trainer, spec))
@@ -117,16 +120,22 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
     seconds = time.perf_counter() - start
     trainer.flush_step_log()
     best = keep_best.load_into(trainer.model)
-    examples = len(train) * spec.epochs * (collate.examples_per_positive)
+    seen = _examples_seen(len(train), spec.positives_per_batch, steps_per_epoch, collate.examples_per_positive)
+    history = trainer.state.log_history
     metrics = {
         "val_auc": float(best["eval_auc"]),
         "threshold": float(best.get("threshold", 0.5)),
         "best_epoch": best["epoch"],
-        "val_history": [row for row in trainer.state.log_history if "eval_auc" in row],
+        "best_step": best["step"],
+        # every evaluation, with the training examples seen by then: the budget curve
+        "val_history": [{**row, "examples": seen(row["step"])} for row in history if "eval_auc" in row],
+        "stopped": stopped(history, spec.patience, spec.selection_margin),
         "train_seconds": round(seconds, 2),
-        "train_examples": int(examples),
-        "examples_per_second": round(examples / seconds, 1),
-        "epochs": spec.epochs,
+        "train_examples": seen(trainer.state.global_step),
+        "examples_per_second": round(seen(trainer.state.global_step) / seconds, 1),
+        "steps": trainer.state.global_step,
+        "epochs": round(float(trainer.state.epoch or 0), 4),
+        "max_epochs": spec.epochs,
         "resumed_from": resume.name if resume else None,
     }
     if trainer.is_world_process_zero():
@@ -135,9 +144,24 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
     return trainer.model, metrics
 
 
+def eval_interval(spec: TrainSpec, steps_per_epoch: int) -> int:
+    """Steps between val evaluations: spec.eval_steps, else evals_per_epoch evenly spaced ones an epoch."""
+    return spec.eval_steps or max(1, -(-steps_per_epoch // spec.evals_per_epoch))
+
+
+def _examples_seen(positives: int, per_batch: int, steps_per_epoch: int, per_positive: float):
+    """Training examples (positives and their negatives) seen after a given number of steps."""
+
+    def seen(step: int) -> int:
+        epochs, rest = divmod(step, steps_per_epoch)
+        return int(round((epochs * positives + min(rest * per_batch, positives)) * per_positive))
+
+    return seen
+
+
 def saved_threshold(info_path: Path) -> float:
     """The val-chosen cut saved with a model (`linklm.json`); 0.5 for one saved before there was one."""
-    return float(_readable(info_path, {"threshold?": (int, float)}, {}).get("threshold", 0.5))
+    return float(readable(info_path, {"threshold?": (int, float)}, {}).get("threshold", 0.5))
 
 
 @contextlib.contextmanager
@@ -152,7 +176,7 @@ def hf_progress_bars(enabled: bool) -> Iterator[None]:
         (hf_logging.enable_progress_bar if before else hf_logging.disable_progress_bar)()
 
 
-def _arguments(spec: TrainSpec, checkpoints: Path, steps_per_epoch: int, report_to: str) -> TrainingArguments:
+def _arguments(spec: TrainSpec, checkpoints: Path, eval_steps: int, report_to: str) -> TrainingArguments:
     return TrainingArguments(
         output_dir=str(checkpoints),
         per_device_train_batch_size=spec.positives_per_batch,
@@ -164,8 +188,8 @@ def _arguments(spec: TrainSpec, checkpoints: Path, steps_per_epoch: int, report_
         warmup_steps=spec.warmup_ratio,
         eval_strategy="steps",
         # Evenly spaced, the last one at the last step (which the Trainer always evaluates): 63 steps
-        # and 2 evaluations are steps 32 and 63, not 31, 62 and 63.
-        eval_steps=max(1, -(-steps_per_epoch // spec.evals_per_epoch)),
+        # and 2 evaluations per epoch are steps 32 and 63, not 31, 62 and 63.
+        eval_steps=max(1, eval_steps),
         eval_on_start=spec.eval_on_start,
         # Checkpoints for resuming a killed run: every checkpoint_every steps, else by time
         # (TimedCheckpoints); the best model by val AUC is kept apart by KeepBest, since
@@ -203,23 +227,15 @@ def _prepare(folder: Path, key: str, resume: Path | None) -> None:
 
 def resumable(checkpoints: Path, key: str) -> Path | None:
     """The latest complete checkpoint of a run with the same key, if any."""
-    if _readable(checkpoints / "linklm_key.json", {"key": str}, {}).get("key") != key:
+    if readable(checkpoints / "linklm_key.json", {"key": str}, {}).get("key") != key:
         return None
     # (a checkpoint whose trainer state is damaged is no place to resume from)
     done = [p for p in checkpoints.glob("checkpoint-*")
-            if p.name[len("checkpoint-"):].isdigit() and _readable(p / "trainer_state.json", STATE, None)]  # fmt: skip
+            if p.name[len("checkpoint-"):].isdigit() and readable(p / "trainer_state.json", STATE, None)]  # fmt: skip
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
 STATE = {"global_step": int}  # what linklm reads of a Trainer checkpoint's trainer_state.json
-
-
-def _readable(path: Path, shape: Any, otherwise: Any) -> Any:
-    """The JSON of a file that resuming reads, if it has `shape`; `otherwise` if it is missing or damaged."""
-    try:
-        return read_json(path, shape)
-    except Damaged:
-        return otherwise
 
 
 def truncate_log(path: Path, checkpoint: Path) -> None:
@@ -321,40 +337,6 @@ class QuietProgress(ProgressCallback):
         if state.is_world_process_zero and self.training_bar is not None and logs:
             shown = {k: f"{v:.4g}" for k, v in logs.items() if k in ("loss", "eval_auc") and isinstance(v, float)}
             self.training_bar.set_postfix(shown, refresh=False)
-
-
-class KeepBest(TrainerCallback):
-    """Saves the weights of the best val-AUC evaluation so far (safetensors) and restores them; a
-    later evaluation is better only by more than `margin`, so ties and noise keep the earlier one."""
-
-    def __init__(self, folder: Path, margin: float = 0.0):
-        self.folder, self.margin = folder, margin
-        shape = {"eval_auc": (int, float), "epoch": (int, float), "step": int, "threshold?": (int, float)}
-        self.best = _readable(folder / "best.json", shape, None)  # a resumed run's best so far
-
-    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
-        auc = (metrics or {}).get("eval_auc")
-        if auc is None or (self.best is not None and auc <= self.best["eval_auc"] + self.margin):
-            return
-        self.best = {"eval_auc": float(auc), "epoch": float(state.epoch or 0), "step": state.global_step,
-                     "threshold": float(metrics.get("eval_threshold", 0.5))}  # fmt: skip
-        if state.is_world_process_zero:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            weights = {k: v.detach().cpu().contiguous() for k, v in _unwrap(model).state_dict().items()}
-            with atomic_path(self.folder / "model.safetensors") as tmp:
-                save_file(weights, tmp)
-            write_json(self.folder / "best.json", self.best)
-
-    def load_into(self, model) -> dict:
-        if self.best is None:
-            raise UserError("training ended without a single validation; nothing to select a model by")
-        Runtime.current().barrier()  # rank 0 may still be writing the file
-        _unwrap(model).load_state_dict(load_file(self.folder / "model.safetensors"))
-        return self.best
-
-
-def _unwrap(model):
-    return getattr(model, "module", model)
 
 
 class Tagged(torch.utils.data.Dataset):

@@ -56,7 +56,7 @@ def training_curves(logs: dict[str, list[dict]], val: dict[str, list[dict]], pat
     for name, rows in val.items():  # every evaluation, at its step: several per epoch
         if rows:
             aucs += [r["eval_auc"] for r in rows]
-            steps = [r.get("step", r["epoch"]) for r in rows]
+            steps = [r["step"] if "step" in r else r["epoch"] for r in rows]
             ax_val.plot(steps, [r["eval_auc"] for r in rows], marker="o", label=name)
     if aucs:  # a fixed margin: one point, or a flat curve, is not blown up to fill the axis
         ax_val.set_ylim(max(0.0, min(aucs) - 0.02), min(1.0, max(aucs) + 0.02))
@@ -66,6 +66,42 @@ def training_curves(logs: dict[str, list[dict]], val: dict[str, list[dict]], pat
     for ax in (ax_loss, ax_acc, ax_val):
         if ax.lines:
             ax.legend(fontsize=8)
+    return save_figure(fig, path)
+
+
+def budget_points(rows: list[dict], batch_size: int | None = None) -> list[tuple[float, float]]:
+    """(training examples seen, val AUC) of each val evaluation: its `examples`, or else its step
+    times `batch_size` (rows recorded before `examples` was); rows with neither are left out."""
+    points = []
+    for r in rows:
+        if "examples" in r:
+            points.append((float(r["examples"]), float(r["eval_auc"])))
+        elif "step" in r and batch_size:
+            points.append((float(r["step"] * batch_size), float(r["eval_auc"])))
+    return points
+
+
+def budget_curve(val: dict[str, list[dict]], path: Path, batch_size: int | None = None,
+                 capped: tuple[str, ...] = ()) -> Path:  # fmt: skip
+    """Val AUC against the training examples seen, one line per arm. val: {model: its val
+    evaluations (eval_auc, and examples or else step × `batch_size`)}; `capped`: models that hit
+    the budget with val still improving, marked in the legend."""
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    aucs = []
+    for name, rows in val.items():
+        points = budget_points(rows, batch_size)
+        if not points:
+            continue
+        examples, auc = zip(*points, strict=True)
+        aucs += auc
+        label = f"{name} (capped by the budget)" if name in capped else name
+        ax.plot(examples, auc, marker="o", ms=3, label=label)
+    if aucs:  # a fixed margin, as training_curves
+        ax.set_ylim(max(0.0, min(aucs) - 0.02), min(1.0, max(aucs) + 0.02))
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: no line hidden
+    ax.set(xlabel="training examples seen (negatives included)", ylabel="val AUC",
+           title="Budget curve: val AUC against training examples")  # fmt: skip
     return save_figure(fig, path)
 
 

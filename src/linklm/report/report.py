@@ -62,6 +62,10 @@ def _model_figures(run_dir: Path, models: dict) -> list[tuple[str, Path]]:
         logs = {k: _read_jsonl(run_dir / "models" / k / "train_log.jsonl") for k in models}
         val = {k: models[k].get("val_history", []) for k in models}
         images.append(("Training curves", plots.training_curves(logs, val, figures / "training_curves.png")))
+        if any(val.values()):
+            capped = tuple(k for k in models if models[k].get("stopped") == "budget")
+            curve = plots.budget_curve(val, figures / "budget_curve.png", _batch_size(run_dir), capped)
+            images.append(("Budget curve: val AUC against training examples", curve))
         names = list(models)
         images.append((
             "Test accuracy by model",
@@ -70,6 +74,14 @@ def _model_figures(run_dir: Path, models: dict) -> list[tuple[str, Path]]:
         matrices = {k: models[k]["test_confusion_matrix"] for k in names}
         images.append(("Confusion matrices (test)", plots.confusion_matrices(matrices, figures / "confusion.png")))
     return images
+
+
+def _batch_size(run_dir: Path) -> int | None:
+    """llm.batch_size of the run (config.json), for val evaluations recorded without `examples`."""
+    try:
+        return int(json.loads((run_dir / "config.json").read_text())["llm"]["batch_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _roc_inputs(run_dir: Path, models: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -152,20 +164,21 @@ def _summary(results: dict, models: dict) -> tuple[str, str]:
     rows = []
     baselines = sorted(results.get("baselines", {}).items(), key=lambda item: item[1]["test_auc"])
     for name, floor in baselines:  # no training: the floors, and the ensemble; weakest first
-        rows.append([f"{name} (baseline)", "", _fmt(floor["test_auc"]), "", _warm_cold_cell(floor), "", "", ""])
+        rows.append([f"{name} (baseline)", "", _fmt(floor["test_auc"]), "", _warm_cold_cell(floor), "", "", "", ""])
     gnn = results.get("gnn")
     if gnn:
         label = f"gnn ({gnn.get('model', 'sage')}, dot product)"
         rows.append([label, "", _fmt(gnn["test_auc"]), "", _warm_cold_cell(gnn), _fmt(gnn["val_auc"]),
-                     _fmt(gnn["train_seconds"], 1), ""])  # fmt: skip
+                     _fmt(gnn["train_seconds"], 1), "", ""])  # fmt: skip
     for kind, m in models.items():
         if m.get("prompt_kge_dims") and m["prompt_kge_dims"] != m.get("kge_dim"):
             kind = f"{kind} ({m['prompt_kge_dims']} of {m['kge_dim']} KGE components as text)"
         rows.append([kind, _fmt(m["test_accuracy"]), _fmt(m["test_auc"]), _fmt(m["test_f1"]), _warm_cold_cell(m),
-                     _fmt(m["val_auc"]), _fmt(m["train_seconds"], 1), _fmt(m["examples_per_second"], 0)])  # fmt: skip
-    md_table, html_table = _table(
-        ["model", "test accuracy", "test AUC", "test F1", "AUC warm / cold", "val AUC", "train s", "examples/s"], rows
-    )
+                     _fmt(m["val_auc"]), _fmt(m["train_seconds"], 1), _fmt(m["examples_per_second"], 0),
+                     _fmt(m.get("stopped"))])  # fmt: skip
+    header = ["model", "test accuracy", "test AUC", "test F1", "AUC warm / cold", "val AUC", "train s", "examples/s",
+              "stopped"]  # fmt: skip
+    md_table, html_table = _table(header, rows)
     text = " ".join(part for part in (_verdict(results, models), intro) if part)
     return (
         f"## Results\n\n{text}\n\n{md_table}",
@@ -173,41 +186,86 @@ def _summary(results: dict, models: dict) -> tuple[str, str]:
     )
 
 
+# How the verdict names each pre-specified comparison (experiment.baselines.COMPARISONS)
+_LABELS = {
+    "embedding_frozen_vs_vanilla": "embedding_frozen − vanilla",
+    "best_control_vs_vanilla": "strongest control ({control}) − vanilla",
+    "embedding_frozen_vs_best_control": "embedding_frozen − strongest control ({control})",
+    "fused_vs_gnn": "fused − the GNN it is fed ({gnn})",
+}
+
+
 def _verdict(results: dict, models: dict) -> str:
-    """One sentence per figure that answers: the best model and its margins, the floors, and whether
-    the KGEs were out of sample."""
+    """The answer first: the pre-specified differences with their test-pair intervals, then the
+    floors and the GNN, the sweep's answer, the models the budget capped, and whether the KGEs
+    were out of sample."""
     if not models:
         return ""
-    best, m = max(models.items(), key=lambda item: item[1]["test_auc"])
-    parts = [f"**Best on test AUC: {best}, {m['test_auc']:.4f}**"]
-    gnn, vanilla = results.get("gnn"), models.get("vanilla")
-    margins = results.get("margins", {}) if results.get("margins", {}).get("best") == best else {}
-
-    def interval(other: str) -> str:  # the paired bootstrap's 95 % interval of the gain, when the run has it
-        low, high = margins.get(f"over_{other}", {}).get("ci95", (None, None))
-        return "" if low is None else f" (95 % CI {low:+.4f} to {high:+.4f})"
-
-    if vanilla and best != "vanilla":
-        parts.append(f"{m['test_auc'] - vanilla['test_auc']:+.4f}{interval('vanilla')} over vanilla (text only)")
-    if gnn:
-        gap = m["test_auc"] - gnn["test_auc"]
-        if abs(gap) >= 5e-5:
-            parts.append(f"{gap:+.4f}{interval('gnn')} over the GNN it is fed ({gnn['test_auc']:.4f})")
-        elif gap == 0:
-            parts.append(f"equal to the GNN it is fed ({gnn['test_auc']:.4f}, to the last digit)")
-        else:
-            parts.append(f"level with the GNN it is fed ({gnn['test_auc']:.4f}, a gap of {gap:+.1e})")
-    sentences = [", ".join(parts) + "."]
+    sentences = [_answer(results, models)]
+    floors = {k: f for k, f in results.get("baselines", {}).items() if k in ("popularity", "preferential_attachment")}
+    listed = [f"{name.replace('_', ' ')} {f['test_auc']:.4f}" for name, f in sorted(floors.items())]
+    gnn = results.get("gnn")
+    others = [f"GNN {gnn['test_auc']:.4f}"] if gnn else []
+    if "gnn_vanilla_average" in results.get("baselines", {}):
+        others.append(f"GNN–vanilla score average {results['baselines']['gnn_vanilla_average']['test_auc']:.4f}")
+    if listed or others:
+        head = f"Floors on the same pairs (no training): {', '.join(listed)}" if listed else "On the same pairs"
+        sentences.append("; ".join([head, *others]) + ".")
     if results.get("sweep_answer"):
-        sentences.append(f"Sweep: {results['sweep_answer'].rstrip('.')}.")
-    floors = results.get("baselines", {})
-    if floors:
-        listed = ", ".join(f"{name} {f['test_auc']:.4f}" for name, f in sorted(floors.items()))
-        sentences.append(f"Baselines on the same pairs: {listed}.")
+        sentences.append(f"Sweep (seeds repeated, training variance included): {results['sweep_answer'].rstrip('.')}.")
+    capped = [kind for kind, m in models.items() if m.get("stopped") == "budget"]
+    if capped:
+        sentences.append(f"Capped by the budget (val still improving at llm.max_epochs): {', '.join(capped)}.")
     if gnn and "classifier_train_auc" in gnn:
         sentences.append(f"The GNN scores the classifiers' train pairs at AUC {gnn['classifier_train_auc']:.4f} "
                          f"(test {gnn['test_auc']:.4f}): their KGEs are out of sample.")  # fmt: skip
     return " ".join(sentences)
+
+
+def _answer(results: dict, models: dict) -> str:
+    """The pre-specified comparisons whose models both ran: from results.json `margins` with their
+    intervals, else (a run from before them) the bare difference of test AUCs, said to be one."""
+    from linklm.experiment.baselines import COMPARISONS, best_control
+
+    margins = results.get("margins", {})
+    entries = margins.get("comparisons", {})
+    control = best_control({kind: m["val_auc"] for kind, m in models.items()})
+    gnn = results.get("gnn")
+    aucs = {**{kind: m["test_auc"] for kind, m in models.items()}, **({"gnn": gnn["test_auc"]} if gnn else {})}
+    parts = []
+    for key, (model, base) in COMPARISONS.items():
+        model, base = (control if name == "best_control" else name for name in (model, base))
+        if model not in aucs or base not in aucs:
+            continue
+        entry = entries.get(key, {})
+        base_auc = entry.get("base_auc", aucs[base])  # on the pairs compared (llm.test_pairs may take fewer)
+        label = _LABELS[key].format(control=control, gnn=f"{base_auc:.4f}")
+        if (entry.get("model"), entry.get("base")) == (model, base):
+            parts.append(f"{label} {_gain(entry['auc_gain'], entry['ci95'])}")
+        else:  # a run from before margins were pre-specified
+            parts.append(f"{label} {_gain(aucs[model] - aucs[base], None)} (one seed's test AUCs, no interval)")
+    if not parts:
+        return ("No pre-specified comparison (embedding_frozen, the strongest control and fused against vanilla "
+                "or the GNN) has both its models in this run.")  # fmt: skip
+    parts[0] = f"**{parts[0]}**"
+    resamples = next((e["resamples"] for e in entries.values() if isinstance(e.get("resamples"), int)), None)
+    qualifier = (f". In brackets: the 95 % test-pair interval (users resampled, {resamples:,} resamples; one seed "
+                 "per model, so training variance is not in it)" if resamples else "")  # fmt: skip
+    return "Test AUC differences: " + "; ".join(parts) + qualifier + "."
+
+
+def _gain(gain: float, ci: list[float] | None) -> str:
+    """A difference of AUCs: 4 decimals, or where it rounds to zero its size (or "0, to the last
+    digit"); with its interval when there is one."""
+    if gain == 0:
+        text = "0 (equal to the last digit)"
+    elif abs(gain) < 5e-5:
+        text = f"{gain:+.1e} (level)"
+    else:
+        text = f"{gain:+.4f}"
+    if ci is not None and all(np.isfinite(ci)):
+        text += f" [{ci[0]:+.4f}, {ci[1]:+.4f}]"
+    return text
 
 
 def _ranking_section(results: dict, models: dict) -> list[tuple[str, str]]:
@@ -241,28 +299,42 @@ def _warm_cold_cell(entry: dict) -> str:
 
 
 def _sweep_section(sweep: dict) -> tuple[str, str]:
-    header = [
-        "model",
-        "KGE dim",
-        "tokens/prompt (max)",
-        "fits",
-        "accuracy mean ± std",
-        "AUC mean ± std",
-        "p AUC vs vanilla (Holm)",
-        "p accuracy (Holm)",
-    ]
+    """The sweep's answer, its rows (mean ± std; AUC gain over vanilla with its 95 % t-interval over
+    seeds; one-sided paired p against vanilla and the strongest control; accuracy's Holm p), the
+    same-pair references (floors, GNN per d) and the rule."""
+    header = ["model", "KGE dim", "tokens/prompt (max)", "fits", "accuracy mean ± std", "AUC mean ± std",
+              "AUC gain over vanilla [95 % CI]", "p vs vanilla", "p vs strongest control",
+              "p accuracy (Holm)"]  # fmt: skip
+
+    def p(value) -> str:
+        return "" if value is None else f"{value:.3g}"
+
     rows = []
     for row in sweep["rows"]:
+        ran = row.get("fits", True) and row.get("n_seeds", 1)
+        gain, ci = row.get("auc_gain"), row.get("auc_ci95") or [float("nan")] * 2
+        control = f"{p(row.get('auc_p_control'))} ({row['strongest_control']})" if row.get("strongest_control") else ""
         rows.append([
-            row["model"], row["kge_dim"], row.get("max_tokens", ""), "yes" if row.get("fits", True) else "no",
-            f"{row['accuracy_mean']:.4f} ± {row['accuracy_std']:.4f}", f"{row['auc_mean']:.4f} ± {row['auc_std']:.4f}",
-            *("" if row.get(k) is None else f"{row[k]:.3g}" for k in ("auc_p", "accuracy_p")),
+            row["model"], row["kge_dim"] or "", row.get("max_tokens", ""), "yes" if row.get("fits", True) else "no",
+            f"{row['accuracy_mean']:.4f} ± {row['accuracy_std']:.4f}" if ran else "",
+            f"{row['auc_mean']:.4f} ± {row['auc_std']:.4f}" if ran else "",
+            "" if gain is None else f"{gain:+.4f} [{ci[0]:+.4f}, {ci[1]:+.4f}]", p(row.get("auc_p")), control,
+            p(row.get("accuracy_p_holm", row.get("accuracy_p"))),
         ])  # fmt: skip
     md_table, html_table = _table(header, rows)
+    gnn: dict[int, list[float]] = {}
+    for g in sweep.get("gnn", []):
+        if g.get("test_auc") is not None:
+            gnn.setdefault(g["kge_dim"], []).append(g["test_auc"])
+    refs = [f"{name} {f['test_auc']:.4f}" for name, f in sorted(sweep.get("floors", {}).items())]
+    refs += [f"GNN d = {d} {np.mean(v):.4f}" for d, v in sorted(gnn.items())]
+    notes = [f"On the same {sweep.get('test_pairs', '')} test pairs (mean test AUC): {', '.join(refs)}."]
+    notes = (notes if refs else []) + ([f"Rule: {sweep['rule']}"] if sweep.get("rule") else [])
     answer = sweep.get("answer", "")
     return (
-        f"## KGE-dimension sweep\n\n**{answer}**\n\n{md_table}",
-        f"<h2>KGE-dimension sweep</h2><p><b>{html.escape(answer)}</b></p>{html_table}",
+        f"## KGE-dimension sweep\n\n**{answer}**\n\n{md_table}" + "".join(f"\n\n{n}" for n in notes),
+        f"<h2>KGE-dimension sweep</h2><p><b>{html.escape(answer)}</b></p>{html_table}"
+        + "".join(f"<p>{html.escape(n)}</p>" for n in notes),
     )
 
 
