@@ -71,6 +71,9 @@ def test_run_writes_results_schema_and_report(run_dir, capsys):
                                            "embedding_frozen_vs_best_control", "fused_vs_gnn"}  # fmt: skip
     for entry in margins["comparisons"].values():
         assert entry["ci95"][0] <= entry["ci95"][1] and (entry["unit"], entry["resamples"]) == ("users", 2000)
+        # each entry says on its own how much it rests on: one seed, and how far each model trained
+        assert entry["seeds"] == 1 and entry["model_stopped"] == models[entry["model"]]["stopped"]
+        assert entry["base_stopped"] == (None if entry["base"] == "gnn" else models[entry["base"]]["stopped"])
         assert entry["auc_gain"] == pytest.approx(models[entry["model"]]["test_auc"] - (
             results["gnn"] if entry["base"] == "gnn" else models[entry["base"]])["test_auc"])  # fmt: skip
     gain = margins["comparisons"]["fused_vs_gnn"]
@@ -144,6 +147,9 @@ def test_sweep_answers_above_the_controls_on_the_same_pairs(tmp_path, capsys):
     assert set(rows) == {("vanilla", 0), ("control_degree", 0), ("prompt", 2), ("prompt", 300), ("control_shuffled", 2)}
     runs = {(r["model"], r["kge_dim"], r["seed"]): r for r in sweep["runs"]}
     assert len(runs) == 8 and runs[("control_degree", None, 0)]["gnn_dim"] == 2  # built on the GNN of d = 2
+    capped = sum(r["stopped"] == "budget" for r in runs.values())
+    assert sweep["budget_runs"] == capped and f"2 seeds per arm; {capped} of 8 runs stopped on the budget" in (
+        sweep["answer"])  # fmt: skip
     # each comparison pairs by seed, against vanilla and against each control
     arm = rows[("prompt", 2)]
     for ref, ref_dim in (("vanilla", None), ("control_degree", None), ("control_shuffled", 2)):

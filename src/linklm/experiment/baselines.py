@@ -101,12 +101,14 @@ def best_control(val_aucs: dict[str, float]) -> str | None:
     return max(present, key=present.get) if present else None
 
 
-def margins(tables: dict[str, pd.DataFrame], val_aucs: dict[str, float],
-            resamples: int = RESAMPLES) -> dict[str, Any]:  # fmt: skip
+def margins(tables: dict[str, pd.DataFrame], val_aucs: dict[str, float], resamples: int = RESAMPLES,
+            stopped: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
     """The pre-specified AUC differences (`COMPARISONS`) between the models of `tables` ({name: its
     test predictions}, the GNN's under "gnn"), each with a 95 % interval from a paired bootstrap over
     the test users, on the pairs both models scored; a comparison one of whose models is absent is
-    left out. `val_aucs` ({kind: val AUC}) picks the strongest control."""
+    left out. `val_aucs` ({kind: val AUC}) picks the strongest control; `stopped` ({kind: "converged" or
+    "budget"}) goes into each entry beside its one seed, so that an entry says on its own how far
+    both of its models trained."""
     from linklm.evaluate import paired_auc_gain
 
     control = best_control({k: v for k, v in val_aucs.items() if k in tables})
@@ -124,7 +126,8 @@ def margins(tables: dict[str, pd.DataFrame], val_aucs: dict[str, float],
         if both.empty:
             continue
         gain = paired_auc_gain(both["label"], both["score"], both["score_base"], both["source_idx"], resamples)
-        out["comparisons"][key] = {"model": model, "base": base, **gain,
+        states = {f"{role}_stopped": (stopped or {}).get(name) for role, name in (("model", model), ("base", base))}
+        out["comparisons"][key] = {"model": model, "base": base, **gain, "seeds": 1, **states,
                                    "model_auc": evaluate_scores(both["label"], both["score"])["auc"],
                                    "base_auc": evaluate_scores(both["label"], both["score_base"])["auc"]}  # fmt: skip
     return out

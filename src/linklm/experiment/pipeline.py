@@ -282,7 +282,8 @@ def _margins(cfg: Config, kinds: list[str]) -> None:
     tables = {name: pd.read_parquet(path) for name, path in paths.items() if path.is_file()}
     if len(tables) > 1:
         val = {kind: m["val_auc"] for kind, m in models.items()}
-        update_results(cfg, "margins", baselines.margins(tables, val))
+        stopped = {kind: m.get("stopped") for kind, m in models.items()}
+        update_results(cfg, "margins", baselines.margins(tables, val, stopped=stopped))
 
 
 def _warm_cold(manager, predictions: Path) -> dict[str, Any]:

@@ -68,6 +68,13 @@ DEGENERATE_SHARE = 0.8  # a model answering one class for more of the balanced t
 _KEYS = ["source_idx", "target_idx"]
 
 
+def _convergence(runs: list[dict], seeds: list[int]) -> str:
+    """How much evidence the answer rests on: seeds per arm, and the runs the budget capped."""
+    capped = sum(r.get("stopped") == "budget" for r in runs)
+    return (f" | {len(seeds)} seeds per arm; {capped} of {len(runs)} runs stopped on the budget (llm.max_epochs) "
+            "with val still improving")  # fmt: skip
+
+
 def _sub_config(cfg: Config, name: str, kge_dim: int | None, seed: int) -> Config:
     sub = copy.deepcopy(cfg)
     sub.runs_dir = str(cfg.run_dir / "sweep" / "runs")
@@ -117,7 +124,8 @@ def run_sweep(cfg: Config, dims: list[int], seeds: list[int], models: list[str],
     _plot_accuracy(rows, out_dir / "accuracy_vs_dim.png")
     result = {"dims": dims, "seeds": seeds, "models": models, "controls": controls, "rows": rows,
               "contrasts": contrasts(rows, runs, models), **same, "runs": runs, "decisions": decided,
-              "answer": answer_text(rows, models, decided, same, budget), "rule": stats.rule_text(models, controls),
+              "answer": answer_text(rows, models, decided, same, budget) + _convergence(runs, seeds),
+              "rule": stats.rule_text(models, controls), "budget_runs": sum(r.get("stopped") == "budget" for r in runs),
               "alpha": ALPHA, "largest_fitting_prompt_dim": budget.largest_fitting_dim,
               "max_positions": budget.max_positions, "degenerate_runs": sum(r["degenerate"] for r in runs),
               "seconds": round(time.perf_counter() - start, 1)}  # fmt: skip

@@ -340,11 +340,11 @@ class EmbeddingClassifier(LinkClassifier):
     runs inside the model on each split's message-passing graph and trains with BERT.
     """
 
-    prompt_format = "embedding"
+    prompt_format, name = "embedding", "embedding_frozen"  # (the controls, frozen too, carry their own name)
 
     def __init__(self, *args: Any, end_to_end: bool = False, **kwargs: Any):
         self.end_to_end = end_to_end
-        self.name = "embedding_e2e" if end_to_end else "embedding_frozen"
+        self.name = "embedding_e2e" if end_to_end else self.name
         self.kge_input = "indices" if end_to_end else "tables"
         super().__init__(*args, **kwargs)
 

@@ -35,10 +35,7 @@ class ControlClassifier(EmbeddingClassifier):
     """embedding_frozen with other vectors in its KGE slots (`vectors`, per subclass)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
-        kwargs.pop("end_to_end", None)
-        name = self.name
-        super().__init__(*args, end_to_end=False, **kwargs)
-        self.name = name  # (EmbeddingClassifier names itself embedding_frozen)
+        super().__init__(*args, end_to_end=False, **kwargs)  # a control is always frozen
 
     def kge_tables(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         if split not in SPLITS:
