@@ -7,6 +7,7 @@ killed run leaves either the old artifact or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -37,6 +38,16 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def discard(target: str | Path) -> None:
+    """Remove `target` and the temporary files that `atomic_path` writes beside it: a process killed
+    mid-write (SIGKILL runs no cleanup) leaves one behind. Only for a target no other process is
+    writing (the caller holds its lock)."""
+    target = Path(target)
+    target.unlink(missing_ok=True)
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        leftover.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -28,3 +28,20 @@ def test_damaged_model_artifact_is_rebuilt_with_one_warning(tmp_path, victim):
     after = json.loads((root / "metrics.json").read_text())
     assert after["test_accuracy"] == before["test_accuracy"], "rebuilt, with the same seed, to the same result"
     assert main(args) == 0  # and now it is a clean cache again
+
+
+def test_discard_removes_a_file_and_the_writes_a_kill_cut_short(tmp_path):
+    from linklm.io import atomic_path, discard
+
+    target = tmp_path / "gnn-d8[x].checkpoint.safetensors"  # glob's special characters, taken literally
+    with atomic_path(target) as tmp:
+        tmp.write_text("done")
+    cut_short = tmp_path / f".{target.name}.k1ll3d.tmp"  # what atomic_path leaves when SIGKILL hits mid-write
+    cut_short.write_text("half")
+    others = [tmp_path / ".gnn-d8x.checkpoint.safetensors.abc.tmp", tmp_path / "other.safetensors"]
+    for path in others:
+        path.write_text("keep")
+    discard(target)
+    assert not target.exists() and not cut_short.exists()
+    assert all(path.exists() for path in others)
+    discard(target)  # nothing left to remove: no error

@@ -36,7 +36,7 @@ from linklm.config import SPLITS, GNNConfig, gnn_config
 from linklm.errors import UserError
 from linklm.gnn import train as recipe
 from linklm.gnn.model import LightGCNLink, LinkGNN
-from linklm.io import atomic_dir, locked, write_json
+from linklm.io import atomic_dir, discard, locked, write_json
 from linklm.runtime import resolve_device
 
 _FILES = ("model.safetensors", "kge.safetensors", "metrics.json", "log.jsonl")
@@ -228,7 +228,7 @@ class GraphRepresentationGenerator:
             "resumed_from_epoch": fit.resumed_from_epoch,
         }
         self._save(fit.history)
-        self.checkpoint_path.unlink(missing_ok=True)
+        discard(self.checkpoint_path)  # and a write a kill cut short, if any
         return self.metrics
 
     def _table(self, split: str) -> dict[str, torch.Tensor]:
