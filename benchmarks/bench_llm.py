@@ -113,8 +113,11 @@ def bare_loop_seconds(clf, batches: list[dict], precision: str) -> float:
         with autocast(CPU, precision):
             return forward_by_length(model, batch, slices).loss
 
-    loss(batches[0]).backward()  # warm-up
-    opt.zero_grad()
+    # Warm-up over every batch: in bf16, oneDNN builds a kernel for each new slice shape on first
+    # use, which a timed first pass would pay and the Trainer, measured later, would not.
+    for batch in batches:
+        loss(batch).backward()
+        opt.zero_grad()
     start = time.perf_counter()
     for batch in batches:
         loss(batch).backward()
