@@ -52,3 +52,21 @@ def test_floats_in_e_notation_are_floats_and_non_finite_ones_are_refused():
     for bad in ("gnn.lr=.nan", "data.neg_ratio=.inf", "llm.lr=inf", "gnn.lr=abc"):
         with pytest.raises(UserError, match=bad.split("=")[0]):
             load_config(None, [bad])
+
+
+def test_a_learning_rate_per_model_kind_merges_and_is_checked(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("llm:\n  lr: 2.0e-4\n  head_lr: 5.0e-3\n  lr_by_model: {prompt: 1.0e-3, kge_mlp: 3e-3}\n")
+    llm = load_config(cfg_file, ["llm.lr_by_model.vanilla=3e-4"]).llm  # one entry more, the others kept
+    assert llm.lr_by_model == {"prompt": 1e-3, "kge_mlp": 3e-3, "vanilla": 3e-4}
+    assert [llm.lr_of(k) for k in ("vanilla", "prompt", "fused", "kge_mlp")] == [3e-4, 1e-3, 2e-4, 3e-3]
+    # A BERT kind trains at its own llm.lr; kge_mlp, which has no pretrained weights, at its head_lr.
+    assert (llm.for_model("prompt").lr, llm.for_model("prompt").head_lr) == (1e-3, 5e-3)
+    assert (llm.for_model("kge_mlp").lr, llm.for_model("kge_mlp").head_lr) == (2e-4, 3e-3)
+    assert llm.for_model("fused").lr == 2e-4 and llm.lr == 2e-4  # the section itself is not changed
+    bad = {"llm.lr_by_model.bert=1e-3": "unknown model kind 'bert'", "llm.lr_by_model.vanilla=0": "> 0",
+           "llm.lr_by_model.vanilla=abc": "lr_by_model.vanilla must be a float",
+           "llm.lr_by_model=3": "mapping"}  # fmt: skip
+    for override, message in bad.items():
+        with pytest.raises(UserError, match=message):
+            load_config(None, [override])

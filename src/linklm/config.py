@@ -27,14 +27,19 @@ GNN_MODELS = ("lightgcn", "sage")
 # The controls (linklm.llm.controls) carry what a KGE arm carries minus the graph: each trains exactly
 # like embedding_frozen with other vectors in its slots; kge_mlp reads the KGEs without any text.
 CONTROL_KINDS = ("control_degree", "control_shuffled", "control_random")
-LLM_KINDS = ("vanilla", "prompt", "embedding_frozen", "embedding_e2e", "fused", *CONTROL_KINDS, "kge_mlp")
+# vanilla_all is vanilla trained on every train edge, not only the classifiers' held-out share.
+LLM_KINDS = ("vanilla", "prompt", "embedding_frozen", "embedding_e2e", "fused", *CONTROL_KINDS, "kge_mlp",
+             "vanilla_all")  # fmt: skip
+TEXT_ONLY = ("vanilla", "vanilla_all")  # the kinds that read no KGE (and need no GNN)
 PROMPT_FORMAT = {
     "vanilla": "vanilla", "prompt": "prompt", "embedding_frozen": "embedding", "embedding_e2e": "embedding",
     "fused": "embedding", **dict.fromkeys(CONTROL_KINDS, "embedding"), "kge_mlp": "vanilla",
+    "vanilla_all": "vanilla",
 }  # fmt: skip
 # What `linklm run` trains by default: every kind but control_random, which the sweep trains where it
-# has the time (control_shuffled already keeps every KGE value and destroys the graph)
-RUN_KINDS = tuple(kind for kind in LLM_KINDS if kind != "control_random")
+# has the time (control_shuffled already keeps every KGE value and destroys the graph), and
+# vanilla_all, whose ~9x the positives `--preset full` of the sweep pays for
+RUN_KINDS = tuple(kind for kind in LLM_KINDS if kind not in ("control_random", "vanilla_all"))
 # The KGE tables hold every node's vector for each split: at ml-32m (289 k nodes) a dimension of
 # 4096 is already 14 GB of float32 tables, and BERT-size models read 768..1024-wide inputs.
 MAX_DIM = 4096
@@ -172,6 +177,9 @@ class LLMConfig:
     lr: float = 1e-4  # (float) AdamW learning rate of the language model
     gnn_lr: float = 1e-3  # (float) learning rate of the GNN in the end-to-end model
     head_lr: float = 1e-3  # (float) fused: learning rate of its new modules (KGE projection, fusion head)
+    # (dict) model kind -> its learning rate, chosen on val (README "Learning rates"): for a BERT kind
+    # it replaces llm.lr, for kge_mlp (no pretrained weights) llm.head_lr; unnamed kinds keep those
+    lr_by_model: dict[str, float] = field(default_factory=dict)
     # (int) prompt: KGE components written as text per node, the first principal components of the
     # train table (0 = all kge_dim, the seed's design; the sweep always writes all). Each costs a token.
     prompt_kge_dims: int = 0
@@ -223,6 +231,12 @@ class LLMConfig:
                 raise UserError(f"config key llm.{key} must be > 0, got {getattr(self, key)}")
         if not 0 <= self.warmup_ratio < 1 or self.weight_decay < 0:
             raise UserError("config keys llm.warmup_ratio must be in [0, 1) and llm.weight_decay >= 0")
+        for kind, lr in self.lr_by_model.items():
+            if kind not in LLM_KINDS:
+                known = ", ".join(LLM_KINDS)
+                raise UserError(f"config key llm.lr_by_model: unknown model kind {kind!r} (known: {known})")
+            if lr <= 0:
+                raise UserError(f"config key llm.lr_by_model.{kind} must be > 0, got {lr}")
         unknown = [m for m in self.models if m not in LLM_KINDS]
         if unknown:
             raise UserError(f"config key llm.models: unknown model kind {unknown[0]!r} (known: {', '.join(LLM_KINDS)})")
@@ -232,6 +246,14 @@ class LLMConfig:
         _check_model("llm.model", self.model)
         if self.batch_size < 1 + self.neg_ratio:
             raise UserError("config key llm.batch_size must hold at least one positive and its negatives")
+
+    def lr_of(self, kind: str) -> float:
+        """The learning rate `kind` trains at: llm.lr_by_model's, else llm.lr (kge_mlp: llm.head_lr)."""
+        return self.lr_by_model.get(kind, self.head_lr if kind == "kge_mlp" else self.lr)
+
+    def for_model(self, kind: str) -> LLMConfig:
+        """This section as `kind` trains: with its own learning rate (`lr_of`)."""
+        return dataclasses.replace(self, **{"head_lr" if kind == "kge_mlp" else "lr": self.lr_of(kind)})
 
 
 def _check_device(key: str, value: str) -> None:

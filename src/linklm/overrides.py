@@ -32,6 +32,11 @@ def coerce(value: Any, hint: Any, key: str) -> Any:
                 if len(options) == 1:  # (str | None): say what is wrong with the str
                     raise
         raise UserError(f"config key {key} has the wrong type: {value!r}")
+    if origin is dict:
+        _, item = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise UserError(f"config key {key} must be a mapping, got {value!r}")
+        return {str(k): coerce(v, item, f"{key}.{k}") for k, v in value.items()}
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):
@@ -72,6 +77,8 @@ def apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
             if not isinstance(value, dict):
                 raise UserError(f"config key {full} must be a mapping, got {value!r}")
             apply(current, value, prefix=f"{full}.")
+        elif isinstance(current, dict):  # a mapping merges: llm.lr_by_model.vanilla=3e-4 changes one entry
+            setattr(obj, key, {**current, **coerce(value, hints[key], full)})
         else:
             setattr(obj, key, coerce(value, hints[key], full))
 

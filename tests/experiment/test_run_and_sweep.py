@@ -115,6 +115,7 @@ def test_sweep_presets_and_their_user_errors(capsys):
     assert set(full["controls"]) == {"control_degree", "control_shuffled", "control_random"}
     assert len(small["seeds"]) >= 10 and {"control_degree", "control_shuffled"} <= set(small["controls"])
     assert "estimate" in full["estimate"]
+    assert full["vanilla_all"] is True and small["vanilla_all"] is False
     for args, message in ((["--preset", "huge"], "unknown sweep preset 'huge'"),
                           (["--dims", "2,x"], "--dims takes comma-separated integers"),
                           (["--controls", "control_noise"], "--controls: 'control_noise' is not one of"),
@@ -132,8 +133,8 @@ def test_sweep_answers_above_the_controls_on_the_same_pairs(tmp_path, capsys):
 
     folder = write_layout(tmp_path / "ml-synth", "csv", n_users=50, n_movies=30, n_ratings=600).folder
     args = ["sweep", "--dims", "2,300", "--seeds", "0,1", "--models", "prompt", "--controls",
-            "control_degree,control_shuffled", f"data.path={folder}", "llm.test_pairs=60", "llm.max_epochs=1",
-            *TINY[:4]]  # fmt: skip
+            "control_degree,control_shuffled", "--no-vanilla-all", f"data.path={folder}", "llm.test_pairs=60",
+            "llm.max_epochs=1", *TINY[:4]]  # fmt: skip
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "prompt: KGEs pay off" in out and "largest dimension that fits the prompt" in out
@@ -174,6 +175,24 @@ def test_sweep_answers_above_the_controls_on_the_same_pairs(tmp_path, capsys):
     assert all(0.0 <= r["predicted_positive_share"] <= 1.0 for r in sweep["runs"])
     assert (sweep_dir / "accuracy_vs_dim.png").is_file()
     assert "p vs strongest control" in (tmp_path / "runs" / "default" / "report.md").read_text()
+
+
+def test_sweep_trains_vanilla_on_every_train_edge_as_a_reference(tmp_path, capsys):
+    folder = write_layout(tmp_path / "ml-synth", "csv", n_users=50, n_movies=30, n_ratings=600).folder
+    args = ["sweep", "--dims", "2", "--seeds", "0,1", "--models", "embedding_frozen", "--controls", "",
+            "--vanilla-all", f"data.path={folder}", "llm.test_pairs=60", "llm.max_epochs=1", *TINY[:4]]  # fmt: skip
+    assert main(args) == 0
+    sweep = json.loads((tmp_path / "runs" / "default" / "sweep" / "sweep.json").read_text())
+    runs = {(r["model"], r["seed"]): r for r in sweep["runs"]}
+    assert {k for k in runs if k[0] == "vanilla_all"} == {("vanilla_all", 0), ("vanilla_all", 1)}
+    # all train edges, capped like vanilla's share at llm.max_train_pairs: the same budget of positives
+    assert all(runs["vanilla_all", s]["kge_dim"] is None and runs["vanilla_all", s]["gnn_dim"] is None for s in (0, 1))
+    rows = {r["model"]: r for r in sweep["rows"]}
+    assert rows["vanilla_all"]["max_tokens"] == rows["vanilla"]["max_tokens"]
+    gain = np.mean([runs["vanilla_all", s]["test_auc"] - runs["vanilla", s]["test_auc"] for s in (0, 1)])
+    assert rows["vanilla_all"]["auc_gain"] == pytest.approx(gain)
+    assert "vanilla_all (text only, trained on every train edge)" in sweep["answer"]
+    assert sweep["decisions"].keys() == {"embedding_frozen"}  # a reference, outside the rule
 
 
 def test_average_of_refuses_other_pairs_and_averages_scores():

@@ -1,6 +1,8 @@
 """Stage keys: a field that cannot change a stage's result reuses its cache; one that can recomputes it."""
 
 import dataclasses
+import json
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +24,8 @@ def test_exactly_the_named_fields_change_a_key(stage, section):
         if value is None:
             continue
         change = {bool: lambda v: not v, int: lambda v: v + 1, float: lambda v: v * 0.5 + 0.01,
-                  str: lambda v: v + "x", list: lambda v: v[:1]}[type(value)]  # fmt: skip
+                  str: lambda v: v + "x", list: lambda v: v[:1],
+                  dict: lambda v: {**v, "vanilla": 1.0}}[type(value)]  # fmt: skip
         other = stage_key(stage, dataclasses.replace(cfg, **{f.name: change(value)}))
         assert (other != base) == (f.name in STAGE_FIELDS[stage]), f"{section}.{f.name}"
     assert stage_key(stage, cfg, upstream="a") != stage_key(stage, cfg, upstream="b")
@@ -46,6 +49,13 @@ def test_run_reuses_or_recomputes_each_stage(tmp_path, capsys):
     assert same == {"data": True, "gnn": True, "prompt": True}
     # Each of these changes its own stage and every stage after it, and nothing before it.
     assert _prompt_run(capsys, folder, "llm.lr=3e-4") == {"data": True, "gnn": True, "prompt": False}
+    # A kind's own learning rate counts as what it trains at: the same rate reuses, another kind's is
+    # no change, a new one retrains.
+    assert _prompt_run(capsys, folder, "llm.lr_by_model.prompt=3e-4") == {"data": True, "gnn": True, "prompt": True}
+    same = _prompt_run(capsys, folder, "llm.lr=3e-4", "llm.lr_by_model.vanilla=1e-3")
+    assert same == {"data": True, "gnn": True, "prompt": True}
+    assert _prompt_run(capsys, folder, "llm.lr_by_model.prompt=1e-3") == {"data": True, "gnn": True, "prompt": False}
+    assert json.loads(Path("runs/default/models/prompt/metrics.json").read_text())["lr"] == 1e-3
     assert _prompt_run(capsys, folder, "gnn.kge_dim=6") == {"data": True, "gnn": False, "prompt": False}
     assert _prompt_run(capsys, folder, "data.seed=7") == {"data": False, "gnn": False, "prompt": False}
     # Data and GNN caches are keyed by content and keep every configuration; a run folder holds one

@@ -6,7 +6,8 @@ import torch
 
 from linklm import UserError
 from linklm.config import SPLITS
-from linklm.llm.controls import DegreeControl, KGEMLPClassifier, RandomControl, ShuffledControl
+from linklm.llm.classifier import VanillaClassifier
+from linklm.llm.controls import DegreeControl, KGEMLPClassifier, RandomControl, ShuffledControl, VanillaAllClassifier
 
 from .conftest import TINY
 
@@ -94,3 +95,24 @@ def test_controls_need_a_gnn(tiny, tmp_path):
     for cls in (DegreeControl, KGEMLPClassifier):
         with pytest.raises(UserError, match="needs kge="):
             cls(ml.llm_df, ml.source_df, ml.target_df, tmp_path, TINY, **FAST)
+
+
+def test_vanilla_all_learns_from_every_train_edge_and_scores_like_vanilla(tiny, tmp_path):
+    ml, _ = tiny
+    edges = ml.message_passing_index("val")  # every train edge: the GNN's own and the held-out share
+    options = {**FAST, "max_train_pairs": 0}
+    wide = VanillaAllClassifier(ml.llm_df, ml.source_df, ml.target_df, tmp_path / "a", TINY, train_edges=edges,
+                                **options)  # fmt: skip
+    narrow = VanillaClassifier(ml.llm_df, ml.source_df, ml.target_df, tmp_path / "b", TINY, **options)
+    key = lambda pairs: set(zip(pairs.source_idx.tolist(), pairs.target_idx.tolist(), strict=True))  # noqa: E731
+    everything, share = key(wide._train_positives(None)), key(narrow._train_positives(None))
+    e = ml.edge_df[ml.edge_df["split"] == "train"]
+    assert everything == set(zip(e["source_idx"].tolist(), e["target_idx"].tolist(), strict=True))
+    assert share < everything  # vanilla sees only the classifiers' share
+    for split in ("val", "test"):  # scored on the same fixed pairs as every kind
+        assert key(wide.pairs(None, split)) == key(narrow.pairs(None, split))
+    capped = VanillaAllClassifier(ml.llm_df, ml.source_df, ml.target_df, tmp_path / "c", TINY, train_edges=edges,
+                                  **{**FAST, "max_train_pairs": 10})  # fmt: skip
+    assert len(capped._train_positives(None)) == 10 and key(capped._train_positives(None)) < everything
+    metrics = wide.train_model_on_data(None)
+    assert metrics["train_examples"] == 2 * len(everything) and wide.name == "vanilla_all"

@@ -21,7 +21,7 @@ from typing import Any
 
 from linklm import tracking
 from linklm.artifacts import CLASSIFIER_METRICS, RESULTS_SHAPE, Damaged, read_json, seal, sealed, stage_key, unseal
-from linklm.config import LLM_KINDS, Config
+from linklm.config import LLM_KINDS, TEXT_ONLY, Config
 from linklm.errors import UserError
 from linklm.experiment import ranking
 from linklm.io import locked, write_json
@@ -131,17 +131,19 @@ def gnn_predictions(gen, manager, path: Path) -> None:
 
 def make_classifier(kind: str, cfg: Config, manager, gen, root: Path):
     from linklm.llm import EmbeddingClassifier, FusedClassifier, PromptClassifier, VanillaClassifier
-    from linklm.llm.controls import CONTROLS, KGEMLPClassifier
+    from linklm.llm.controls import CONTROLS, KGEMLPClassifier, VanillaAllClassifier
 
     classes = {"vanilla": VanillaClassifier, "prompt": PromptClassifier, "embedding_frozen": EmbeddingClassifier,
                "embedding_e2e": EmbeddingClassifier, "fused": FusedClassifier, **CONTROLS,
-               "kge_mlp": KGEMLPClassifier}  # fmt: skip
+               "kge_mlp": KGEMLPClassifier, "vanilla_all": VanillaAllClassifier}  # fmt: skip
     if kind not in classes:
         raise UserError(f"unknown model kind {kind!r} (known: {', '.join(LLM_KINDS)})")
     # Every kind draws its negatives under the same exclusion set: all train edges.
-    options: dict[str, Any] = {"config": cfg.llm, "train_keys": manager.train_keys}
-    if kind != "vanilla":
+    options: dict[str, Any] = {"config": cfg.llm.for_model(kind), "train_keys": manager.train_keys}
+    if kind not in TEXT_ONLY:
         options["kge"] = gen
+    if kind == "vanilla_all":  # every train edge: the GNN's message-passing ones are val's graph
+        options["train_edges"] = manager.message_passing_index("val")
     if kind.startswith("embedding_"):
         options["end_to_end"] = kind == "embedding_e2e"
     clf = classes[kind](manager.llm_df, manager.source_df, manager.target_df, root, **options)
@@ -158,17 +160,19 @@ def llm_precision(cfg: Config) -> str:
 def classifier_key(kind: str, cfg: Config, manager, gen) -> str:
     """The classifier stage key: its kind, the data, the GNN it reads (if any), the llm fields that
     change its result (`artifacts.STAGE_FIELDS`) and the training precision (bf16 on a GPU changes
-    the numbers; which device of a kind does not)."""
+    the numbers; which device of a kind does not). The learning rate is the kind's own
+    (llm.lr_by_model)."""
+    llm = cfg.llm.for_model(kind)
     # recipe: the version of the training recipe; 4 stops training when val stops improving
-    upstream = {"kind": kind, "data": manager.key, "gnn": gen.key if kind != "vanilla" else None, "recipe": 4,
+    upstream = {"kind": kind, "data": manager.key, "gnn": gen.key if kind not in TEXT_ONLY else None, "recipe": 4,
                 "precision": llm_precision(cfg)}  # fmt: skip
     if kind == "embedding_e2e":
-        upstream["gnn_lr"] = cfg.llm.gnn_lr
+        upstream["gnn_lr"] = llm.gnn_lr
     if kind in ("fused", "kge_mlp"):
-        upstream["head_lr"] = cfg.llm.head_lr
+        upstream["head_lr"] = llm.head_lr
     if kind == "prompt":
-        upstream["prompt_kge_dims"] = cfg.llm.prompt_kge_dims
-    return stage_key("classifier", cfg.llm, **upstream)
+        upstream["prompt_kge_dims"] = llm.prompt_kge_dims
+    return stage_key("classifier", llm, **upstream)
 
 
 def _cached_classifier(kind: str, root: Path, key: str, quiet: bool = False) -> dict[str, Any] | None:
@@ -220,9 +224,10 @@ def _train_classifier(kind: str, cfg: Config, manager, gen, root: Path, key: str
                                           "epochs", "max_epochs", "resumed_from", "train_seconds",
                                           "examples_per_second", "train_examples", "threshold", "precision")},
         "total_seconds": round(time.perf_counter() - start, 2),
+        "lr": cfg.llm.lr_of(kind),  # its own (llm.lr_by_model), chosen on val
         "llm_model": cfg.llm.model,
         "num_layers": cfg.llm.num_layers,
-        "kge_dim": cfg.gnn.kge_dim if kind != "vanilla" else None,
+        "kge_dim": cfg.gnn.kge_dim if kind not in TEXT_ONLY else None,
         **({"prompt_kge_dims": clf.written_dims} if kind == "prompt" else {}),  # KGE tokens per node
         "stage_key": key,
         **ranking.classifier_ranking(clf, manager, cfg.llm.ranking_users),  # HR@10, NDCG@10 on sampled candidates
@@ -252,7 +257,7 @@ def run_models(cfg: Config, kinds: list[str], force: bool = False, gnn: bool = T
         write_json(cfg.run_dir / "config.json", cfg.to_dict())
     manager = rt.main_first(lambda: prepare_data(cfg))
     update_results(cfg, "baselines", baselines.floors(manager, cfg.llm.ranking_users))
-    needs_gnn = gnn or any(k != "vanilla" for k in kinds)
+    needs_gnn = gnn or any(k not in TEXT_ONLY for k in kinds)
     gen = rt.main_first(lambda: train_gnn(cfg, manager, force=force and rt.main)) if needs_gnn else None
     results = {}
     for kind in kinds:

@@ -47,6 +47,9 @@ def sweep_rows(runs: list[dict], models: list[str], controls: list[str], dims: l
     vanilla = _by_seed(runs, "vanilla", None)
     rows = [{"model": "vanilla", "kge_dim": 0, "max_tokens": int(budget.base_tokens), "fits": True,
              **_summary(vanilla)}]  # fmt: skip
+    everything = _by_seed(runs, "vanilla_all", None)  # a reference outside the rule (preset full)
+    if everything:
+        rows.append(_row("vanilla_all", 0, everything, {"vanilla": vanilla}, budget, arm=False))
     flat = _by_seed(runs, FLAT_CONTROL, None) if FLAT_CONTROL in controls else {}
     if flat:
         rows.append(_row(FLAT_CONTROL, 0, flat, {"vanilla": vanilla}, budget, arm=False))
@@ -63,7 +66,7 @@ def sweep_rows(runs: list[dict], models: list[str], controls: list[str], dims: l
 
 
 def _row(model: str, d: int, mine: dict[int, dict], refs: dict[str, dict], budget, arm: bool) -> dict[str, Any]:
-    tokens = budget.max_tokens(model, d) if d else budget.base_tokens + 2
+    tokens = budget.max_tokens(model, d) if d else budget.base_tokens + (2 if model == FLAT_CONTROL else 0)
     row: dict[str, Any] = {"model": model, "kge_dim": d, "max_tokens": int(tokens),
                            "fits": bool(tokens <= budget.max_positions), **_summary(mine)}  # fmt: skip
     if not mine:
@@ -138,6 +141,12 @@ def answer_text(rows: list[dict], models: list[str], decided: dict[str, dict], s
         fit = (f"largest dimension that fits the prompt: {budget.largest_fitting_dim}" if model == "prompt"
                else "every dimension fits")  # fmt: skip
         parts.append(f"{model}: {head}; {_standing(mine[d], same_pairs)}; accuracy (secondary, Holm): {acc}; {fit}")
+    everything = next((r for r in rows if r["model"] == "vanilla_all" and r.get("auc_gain") is not None), None)
+    if everything:  # a reference, outside the rule: how far text gets on every train edge
+        low, high = everything["auc_ci95"] or (float("nan"), float("nan"))
+        auc, gain = everything["auc_mean"], everything["auc_gain"]
+        parts.append(f"vanilla_all (text only, trained on every train edge): mean test AUC {auc:.4f}, "
+                     f"{gain:+.4f} [{low:+.3f}, {high:+.3f}] over vanilla")  # fmt: skip
     return " | ".join(parts)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from linklm.config import LLM_KINDS, Config, load_config
+from linklm.config import LLM_KINDS, TEXT_ONLY, Config, load_config
 from linklm.errors import UserError
 from linklm.explain.attention import cls_to_kge, eager_attention, mean_over_examples, plot_attention, segment_attention
 from linklm.explain.hidden import movie_popularity, pc1_stats, pca_2d, plot_hidden, pooled_states, tertiles
@@ -191,7 +191,7 @@ def open_run(run_dir: str | Path) -> tuple[Config, Any, Any, dict[str, Path]]:
         raise UserError(f"{run / 'models'}: no trained model to explain (run `linklm run` first; explain never trains)")
     manager = open_dataset(cfg.data)
     gen = None
-    if any(k != "vanilla" for k in folders):
+    if any(k not in TEXT_ONLY for k in folders):
         from linklm.gnn import GraphRepresentationGenerator
 
         gen = GraphRepresentationGenerator(
@@ -201,7 +201,7 @@ def open_run(run_dir: str | Path) -> tuple[Config, Any, Any, dict[str, Path]]:
         if not gen.trained:
             warnings.warn(f"{gen.folder}: no cached GNN for this run, skipping the models that need KGEs",
                           stacklevel=2)  # fmt: skip
-            folders = {k: v for k, v in folders.items() if k == "vanilla"}
+            folders = {k: v for k, v in folders.items() if k in TEXT_ONLY}
             if not folders:
                 raise UserError(f"{gen.folder}: the GNN of this run is not cached; explain never retrains it")
     return cfg, manager, gen, folders
@@ -351,7 +351,7 @@ def _shapley_numbers(res: dict, players: tuple[int, ...], shapley_n: int) -> dic
 def _progress_line(kind: str, entry: dict) -> str:
     shap, auc = entry["shapley"], entry["hidden"]["cls"]["pc1_label_auc"]
     line = f"[explain] {kind}:"
-    if kind != "vanilla":
+    if kind not in TEXT_ONLY:
         line += f" KGE share of |φ| {_pct(shap['kge_share'])},"
         line += f" [CLS]→KGE attention (last layer) {_pct(entry['cls_to_kge'][-1])},"
     top = max(shap["mean_abs_phi"], key=shap["mean_abs_phi"].get)

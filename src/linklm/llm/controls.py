@@ -6,13 +6,17 @@
     control_random     embedding_frozen with a fixed Gaussian vector per node, of the KGE's dimension
                        and spread: capacity to memorise node identities, no graph
     kge_mlp            no text at all: an MLP on [u, m, u ⊙ m] of the same KGEs
+    vanilla_all        the other way round, a reference: text only, trained on every train edge
+                       (the GNN's own ones too, ~9x the positives) instead of the held-out share
 
 The three controls are `EmbeddingClassifier`s in every other respect (the same slots, projection,
 prompt, seeds, pairs, negatives, budget and stopping rule); only the vectors in the slots differ.
 LightGCN's KGEs carry each node's degree in their norm, so `control_degree` asks whether degree
 alone explains a KGE arm's gain. Its degrees are counted on each split's message-passing graph, the
 edges the GNN's KGEs of that split were computed from, so it sees what the KGEs see of degree.
-Each control's vectors are drawn from `llm.seed` and are the same in every split.
+Each control's vectors are drawn from `llm.seed` and are the same in every split. The KGE arms
+learn only from train edges the GNN never saw, so that their KGEs are out of sample; text needs no
+such hold-out, and vanilla_all asks how far text gets with the graph's whole supervision.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from linklm.config import SPLITS
 from linklm.errors import UserError
-from linklm.llm.classifier import EmbeddingClassifier, LinkClassifier
+from linklm.llm.classifier import EmbeddingClassifier, LinkClassifier, VanillaClassifier
+from linklm.llm.collator import PairDataset
 
 
 class ControlClassifier(EmbeddingClassifier):
@@ -150,6 +155,23 @@ class KGEMLPClassifier(LinkClassifier):
     def _optimizer(self):
         return torch.optim.AdamW(self.model.parameters(), lr=self.config.head_lr,
                                  weight_decay=self.config.weight_decay, fused=True)  # fmt: skip
+
+
+class VanillaAllClassifier(VanillaClassifier):
+    """vanilla_all: vanilla whose train positives are `train_edges`, every train edge (the manager's
+    `message_passing_index("val")`), capped at llm.max_train_pairs as vanilla's are."""
+
+    name = "vanilla_all"
+
+    def __init__(self, *args: Any, train_edges: tuple[np.ndarray, np.ndarray], **kwargs: Any):
+        self.train_edges = train_edges
+        super().__init__(*args, **kwargs)
+
+    def pairs(self, dataset, split: str) -> PairDataset:
+        if split != "train":
+            return super().pairs(dataset, split)
+        src, dst = self.train_edges
+        return PairDataset(src, dst, np.ones(len(src)))
 
 
 CONTROLS = {cls.name: cls for cls in (DegreeControl, ShuffledControl, RandomControl)}
