@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from linklm import UserError
-from linklm.config import load_config, parse_overrides
+from linklm.config import LLM_KINDS, LR_BY_MODEL, LLMConfig, load_config, parse_overrides
 
 
 def test_layers_override_in_order(tmp_path):
@@ -14,7 +14,7 @@ def test_layers_override_in_order(tmp_path):
     cfg = load_config(cfg_file, ["data.seed=9"])
     assert cfg.name == "exp" and cfg.data.val_ratio == 0.2 and cfg.data.seed == 9
     assert cfg.data.test_ratio == 0.1  # default kept
-    assert load_config().data.seed == 42
+    assert load_config().data.seed == 687406  # the record split (docs/protocol.md)
 
 
 def test_override_types_are_coerced_and_checked():
@@ -41,6 +41,9 @@ def test_shipped_configs_load():
     assert len(set(names)) == len(names), "two configs would write to the same runs/<name>/"
 
     default = load_config(root / "default.yaml")
+    # what the grid chose stands in both places: `linklm sweep` without --config reads the dataclass
+    assert default.llm.lr_by_model == load_config().llm.lr_by_model and set(default.llm.lr_by_model) == set(LLM_KINDS)
+    assert default.data.seed == load_config().data.seed
     assert default.name == "default" and default.data.dataset == "ml-100k"
     gpu = load_config(root / "ml-32m-gpu.yaml")
     assert gpu.name == "ml-32m" and gpu.data.dataset == "ml-32m"
@@ -58,12 +61,14 @@ def test_a_learning_rate_per_model_kind_merges_and_is_checked(tmp_path):
     cfg_file = tmp_path / "c.yaml"
     cfg_file.write_text("llm:\n  lr: 2.0e-4\n  head_lr: 5.0e-3\n  lr_by_model: {prompt: 1.0e-3, kge_mlp: 3e-3}\n")
     llm = load_config(cfg_file, ["llm.lr_by_model.vanilla=3e-4"]).llm  # one entry more, the others kept
-    assert llm.lr_by_model == {"prompt": 1e-3, "kge_mlp": 3e-3, "vanilla": 3e-4}
-    assert [llm.lr_of(k) for k in ("vanilla", "prompt", "fused", "kge_mlp")] == [3e-4, 1e-3, 2e-4, 3e-3]
+    assert llm.lr_by_model == {**LR_BY_MODEL, "prompt": 1e-3, "kge_mlp": 3e-3, "vanilla": 3e-4}
+    assert [llm.lr_of(k) for k in ("vanilla", "prompt", "fused", "kge_mlp")] == [3e-4, 1e-3, LR_BY_MODEL["fused"], 3e-3]
     # A BERT kind trains at its own llm.lr; kge_mlp, which has no pretrained weights, at its head_lr.
     assert (llm.for_model("prompt").lr, llm.for_model("prompt").head_lr) == (1e-3, 5e-3)
     assert (llm.for_model("kge_mlp").lr, llm.for_model("kge_mlp").head_lr) == (2e-4, 3e-3)
-    assert llm.for_model("fused").lr == 2e-4 and llm.lr == 2e-4  # the section itself is not changed
+    assert llm.lr == 2e-4 and llm.head_lr == 5e-3  # the section itself is not changed
+    bare = LLMConfig(lr=2e-4, head_lr=5e-3, lr_by_model={})  # a kind not named trains at llm.lr (kge_mlp: head_lr)
+    assert (bare.lr_of("prompt"), bare.lr_of("kge_mlp"), bare.for_model("fused").lr) == (2e-4, 5e-3, 2e-4)
     bad = {"llm.lr_by_model.bert=1e-3": "unknown model kind 'bert'", "llm.lr_by_model.vanilla=0": "> 0",
            "llm.lr_by_model.vanilla=abc": "lr_by_model.vanilla must be a float",
            "llm.lr_by_model=3": "mapping"}  # fmt: skip

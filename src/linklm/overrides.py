@@ -77,8 +77,9 @@ def apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
             if not isinstance(value, dict):
                 raise UserError(f"config key {full} must be a mapping, got {value!r}")
             apply(current, value, prefix=f"{full}.")
-        elif isinstance(current, dict):  # a mapping merges: llm.lr_by_model.vanilla=3e-4 changes one entry
-            setattr(obj, key, {**current, **coerce(value, hints[key], full)})
+        elif isinstance(current, dict):  # a mapping merges (llm.lr_by_model.vanilla=3e-4 changes one
+            value = coerce(value, hints[key], full)  # entry); an empty one ({}) clears it
+            setattr(obj, key, {**current, **value} if value else {})
         else:
             setattr(obj, key, coerce(value, hints[key], full))
 

@@ -48,14 +48,19 @@ def test_run_reuses_or_recomputes_each_stage(tmp_path, capsys):
     same = _prompt_run(capsys, folder, "llm.eval_batch_size=7", "gnn.device=cpu", "llm.device=cpu", "progress=false")
     assert same == {"data": True, "gnn": True, "prompt": True}
     # Each of these changes its own stage and every stage after it, and nothing before it.
-    assert _prompt_run(capsys, folder, "llm.lr=3e-4") == {"data": True, "gnn": True, "prompt": False}
-    # A kind's own learning rate counts as what it trains at: the same rate reuses, another kind's is
-    # no change, a new one retrains.
-    assert _prompt_run(capsys, folder, "llm.lr_by_model.prompt=3e-4") == {"data": True, "gnn": True, "prompt": True}
-    same = _prompt_run(capsys, folder, "llm.lr=3e-4", "llm.lr_by_model.vanilla=1e-3")
+    # A kind trains at its own learning rate (llm.lr_by_model), else at llm.lr: what counts is the
+    # rate it trains at. The same rate reuses, another kind's is no change, a new one retrains.
+    assert _prompt_run(capsys, folder, "llm.lr_by_model.prompt=2e-3") == {"data": True, "gnn": True, "prompt": False}
+    same = _prompt_run(capsys, folder, "llm.lr=5e-5", "llm.lr_by_model.prompt=2e-3", "llm.lr_by_model.vanilla=7e-4")
     assert same == {"data": True, "gnn": True, "prompt": True}
-    assert _prompt_run(capsys, folder, "llm.lr_by_model.prompt=1e-3") == {"data": True, "gnn": True, "prompt": False}
-    assert json.loads(Path("runs/default/models/prompt/metrics.json").read_text())["lr"] == 1e-3
+    assert json.loads(Path("runs/default/models/prompt/metrics.json").read_text())["lr"] == 2e-3
+    # {} clears the mapping: every kind at llm.lr; 2e-3 for prompt is then the same rate again
+    assert _prompt_run(capsys, folder, "llm.lr_by_model={}", "llm.lr=2e-3") == {
+        "data": True,
+        "gnn": True,
+        "prompt": True,
+    }
+    assert _prompt_run(capsys, folder, "llm.lr_by_model={}") == {"data": True, "gnn": True, "prompt": False}
     assert _prompt_run(capsys, folder, "gnn.kge_dim=6") == {"data": True, "gnn": False, "prompt": False}
     assert _prompt_run(capsys, folder, "data.seed=7") == {"data": False, "gnn": False, "prompt": False}
     # Data and GNN caches are keyed by content and keep every configuration; a run folder holds one

@@ -238,8 +238,9 @@ def _train_classifier(kind: str, cfg: Config, manager, gen, root: Path, key: str
     seal(root, list(_MODEL_FILES), {"stage_key": key, "kind": kind})
     rt.say(
         f"[{kind}] test accuracy {metrics['test_accuracy']:.4f}, AUC {metrics['test_auc']:.4f}, "
-        f"F1 {metrics['test_f1']:.4f} (val AUC {metrics['val_auc']:.4f}; {metrics['train_seconds']:.0f} s, "
-        f"{metrics['examples_per_second']:.0f} examples/s; {metrics['epochs']:.2g} epochs, {metrics['stopped']})"
+        f"F1 {metrics['test_f1']:.4f} (val AUC {metrics['val_auc']:.4f}; lr {metrics['lr']:g}; "
+        f"{metrics['train_seconds']:.0f} s, {metrics['examples_per_second']:.0f} examples/s; "
+        f"{metrics['epochs']:.2g} epochs, {metrics['stopped']})"
     )
     return metrics
 

@@ -47,7 +47,7 @@ class LinkClassifier:
     df, source_df, target_df: the manager's `llm_df`, users and movies. root_path: where training
     writes its log, checkpoints and the final `model/`. model_name: `llm.model` (MiniLM, a folder,
     a hub id, `random:L2-H128`). kge: the trained GraphRepresentationGenerator (prompt and embedding
-    kinds). config: an `LLMConfig`; or pass any of its fields as keywords instead. train_keys: sorted
+    kinds). config: an `LLMConfig`; or pass any of its fields as keywords. train_keys: sorted
     `source * num_targets + target` of every train edge, which on-the-fly negatives avoid (the
     pipeline passes the manager's, so every kind draws under the same exclusion set).
     """
@@ -73,8 +73,9 @@ class LinkClassifier:
         train_keys: np.ndarray | None = None,
         **overrides: Any,
     ):
-        if config is None:
+        if config is None:  # the kind's val-chosen learning rate (llm.lr_by_model) unless one is given
             config = llm_config(**({"model": model_name} if model_name else {}), **overrides)
+            config = config if {"lr", "head_lr"} & set(overrides) else config.for_model(self.name)
         elif model_name:
             config = dataclasses.replace(config, model=model_name)
         self.config = config
