@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_sweep(p: argparse.ArgumentParser, common) -> None:
     p.add_argument("--preset", default="default",
                    help="full (= default: d 2..128, 10 seeds, every control, vanilla_all; an estimated 18-33 h "
-                        "on 2 CPU cores) or small (d 4, 16, 10 seeds, subsampled; ~70 min to 3 h)")  # fmt: skip
+                        "on 2 CPU cores) or small (d 4, 16, 10 seeds, subsampled; 41 min measured)")  # fmt: skip
     p.add_argument("--dims", help="comma-separated KGE dimensions, e.g. 2,8,32")
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
     p.add_argument("--models", help="comma-separated: prompt, embedding_frozen, embedding_e2e")

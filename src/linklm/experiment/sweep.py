@@ -17,10 +17,10 @@ linklm.experiment.stats; rows, contrasts and the answer in linklm.experiment.swe
 sweep.json also gives, on the sweep's own test pairs, the floors (popularity, preferential
 attachment) and each (d, seed) GNN's test AUC.
 
-Sizes, as estimates from the README's 2-core CPU figures (neither preset has been timed): small,
-80 trainings and 20 GNNs, about 70 min at one epoch per run (up to ~3 h if every run trains all of
-llm.max_epochs); full, 310 trainings (70 of them prompts of up to 2 + 2 * 128 KGE tokens, 10 of
-them vanilla_all) and 70 GNNs on all train positives and test pairs, about 18-33 h.
+Sizes on 2 CPU cores: small, 80 trainings and 20 GNNs, 41 min 20 s measured (2026-12-02, an Intel
+Xeon in bf16; an estimated 70 min on a slower bf16 CPU); full (an estimate, not measured), 310
+trainings (70 of them prompts of up to 2 + 2 * 128 KGE tokens, 10 of them vanilla_all) and 70
+GNNs on all train positives and test pairs, about 18-33 h.
 
 `--preset full` also trains vanilla_all once per seed: the text-only arm on every train edge, not
 only the classifiers' held-out share (~9x the positives at the default split, ~3 h of the total).
@@ -70,7 +70,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "controls": ["control_degree", "control_shuffled"],
         "vanilla_all": False,
         "overrides": {"llm": {"max_train_pairs": 2000, "val_pairs": 2000, "test_pairs": 4000}, "gnn": {"epochs": 150}},
-        "estimate": "80 trainings and 20 GNNs: about 70 min to 3 h on 2 CPU cores (an estimate, not measured)",
+        "estimate": "80 trainings and 20 GNNs: 41 min measured on a 2-core Intel Xeon in bf16 (2026-12-02)",
     },  # fmt: skip
 }
 ALPHA = stats.ALPHA
