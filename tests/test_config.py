@@ -69,6 +69,12 @@ def test_a_learning_rate_per_model_kind_merges_and_is_checked(tmp_path):
     assert llm.lr == 2e-4 and llm.head_lr == 5e-3  # the section itself is not changed
     bare = LLMConfig(lr=2e-4, head_lr=5e-3, lr_by_model={})  # a kind not named trains at llm.lr (kge_mlp: head_lr)
     assert (bare.lr_of("prompt"), bare.lr_of("kge_mlp"), bare.for_model("fused").lr) == (2e-4, 5e-3, 2e-4)
+    # A layer that sets llm.lr alone means that rate for every BERT kind (kge_mlp keeps its own).
+    flat = load_config(cfg_file, ["llm.lr=5e-5"]).llm
+    assert flat.lr_by_model == {"kge_mlp": 3e-3} and flat.lr_of("vanilla") == flat.lr_of("prompt") == 5e-5
+    assert (
+        load_config(None, ["llm.lr=5e-5", "llm.lr_by_model.prompt=1e-3"]).llm.lr_of("vanilla") == LR_BY_MODEL["vanilla"]
+    )
     bad = {"llm.lr_by_model.bert=1e-3": "unknown model kind 'bert'", "llm.lr_by_model.vanilla=0": "> 0",
            "llm.lr_by_model.vanilla=abc": "lr_by_model.vanilla must be a float",
            "llm.lr_by_model=3": "mapping"}  # fmt: skip

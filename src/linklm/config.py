@@ -333,11 +333,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if loaded is not None:
             if not isinstance(loaded, dict):
                 raise UserError(f"{path}: a config must be a YAML mapping")
-            apply(cfg, loaded)
+            _apply_layer(cfg, loaded)
     if overrides:
-        apply(cfg, parse_overrides(overrides))
+        _apply_layer(cfg, parse_overrides(overrides))
     cfg.validate()
     return cfg
+
+
+def _apply_layer(cfg: Config, layer: dict[str, Any]) -> None:
+    """One layer over the last: a layer that sets llm.lr but not llm.lr_by_model means that rate for
+    every kind, so it clears the per-kind rates (a BERT kind's; kge_mlp keeps llm.head_lr)."""
+    apply(cfg, layer)
+    llm = layer.get("llm")
+    if isinstance(llm, dict) and "lr" in llm and "lr_by_model" not in llm:
+        cfg.llm.lr_by_model = {k: v for k, v in cfg.llm.lr_by_model.items() if k == "kge_mlp"}
 
 
 def _section(cls, prefix: str, kwargs: dict[str, Any]):
