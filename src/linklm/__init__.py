@@ -23,7 +23,7 @@ _LAZY = {
     "VanillaClassifier": "linklm.llm.classifier",
     "PromptClassifier": "linklm.llm.classifier",
     "EmbeddingClassifier": "linklm.llm.classifier",
-    "FusedClassifier": "linklm.llm.classifier",
+    "FusedClassifier": "linklm.llm.fused",
     "evaluate_scores": "linklm.evaluate",
     "load_config": "linklm.config",
 }
@@ -47,13 +47,8 @@ if TYPE_CHECKING:
     from linklm.data.movielens import MovieLensManager
     from linklm.evaluate import evaluate_scores
     from linklm.gnn.generator import GraphRepresentationGenerator
-    from linklm.llm.classifier import (
-        EmbeddingClassifier,
-        FusedClassifier,
-        LinkClassifier,
-        PromptClassifier,
-        VanillaClassifier,
-    )
+    from linklm.llm.classifier import EmbeddingClassifier, LinkClassifier, PromptClassifier, VanillaClassifier
+    from linklm.llm.fused import FusedClassifier
 
 
 def __getattr__(name: str):

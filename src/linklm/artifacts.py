@@ -34,7 +34,7 @@ FORMAT = 2
 # The config fields each stage's result depends on. Anything else (device, checkpoint_every,
 # eval_batch_size, audit_shards, which models a run trains, progress output) is left out on purpose.
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {
-    "data": ("val_ratio", "test_ratio", "disjoint_train_ratio", "neg_ratio", "seed"),
+    "data": ("val_ratio", "test_ratio", "disjoint_train_ratio", "neg_ratio", "seed", "cold_items", "negatives"),
     "gnn": (
         "model",
         "kge_dim",
@@ -59,6 +59,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
         "weight_decay",
         "warmup_ratio",
         "neg_ratio",
+        "item_kge_dropout",
         "max_train_pairs",
         "evals_per_epoch",
         "selection_margin",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from linklm.cli import main
-from linklm.config import RUN_KINDS
+from linklm.config import FUSED_KINDS, RUN_KINDS
 from linklm.llm.selection import stale_evaluations
 from linklm.report.report import build_report
 
@@ -22,8 +22,9 @@ def run_dir(tmp_path, capsys):
     folder = write_layout(tmp_path / "ml-synth", "csv", n_users=50, n_movies=30, n_ratings=600).folder
     assert main(["run", f"data.path={folder}", *TINY]) == 0
     out = capsys.readouterr().out
-    for stage in ("[data]", "[gnn]", "[vanilla]", "[prompt]", "[embedding_frozen]", "[embedding_e2e]", "[fused]",
-                  "[control_degree]", "[control_shuffled]", "[kge_mlp]", "[report]"):  # fmt: skip
+    for stage in ("[data]", "[ease]", "[gnn]", "[vanilla]", "[prompt]", "[embedding_frozen]", "[embedding_e2e]",
+                  "[fused]", "[fused_text]", "[fused_kge]", "[control_degree]", "[control_shuffled]", "[kge_mlp]",
+                  "[report]"):  # fmt: skip
         assert stage in out
     return tmp_path / "runs" / "default", folder
 
@@ -41,14 +42,22 @@ def test_run_writes_results_schema_and_report(run_dir, capsys):
         # every ceil(3 steps / 2) steps and at the last, for 2 epochs: 3 evaluations (the fused model
         # also at step 0), so only the fused one can run out of patience 3, and only if step 0 stayed best
         aucs = [row["eval_auc"] for row in m["val_history"]]
-        assert len(aucs) == 3 + (kind == "fused"), kind
+        assert len(aucs) == 3 + (kind in FUSED_KINDS), kind
         ran_out = stale_evaluations(aucs, 0.001) >= 3
         assert m["stopped"] == ("converged" if ran_out else "budget"), kind
         assert [row["examples"] for row in m["val_history"]] == sorted(row["examples"] for row in m["val_history"])
         said_yes = sum(row[1] for row in m["test_confusion_matrix"])
         assert m["test_positive_share"] == pytest.approx(said_yes / sum(map(sum, m["test_confusion_matrix"])), abs=1e-4)
     assert results["dataset"]["users"] == 50 and "torch" in results["environment"]
-    assert set(results["baselines"]) == {"preferential_attachment", "popularity", "gnn_vanilla_average"}
+    assert set(results["baselines"]) == {"preferential_attachment", "popularity", "gnn_vanilla_average", "ease"}
+    ease = results["baselines"]["ease"]
+    assert {"test_auc", "lambda", "val_auc"} <= set(ease) and {"full", "sampled"} <= set(ease["ranking"])
+    for kind in FUSED_KINDS:  # the fused models' last step, a secondary figure, beside the selected one
+        last = results["models"][kind]["last_step"]
+        assert last["step"] == results["models"][kind]["steps"] and {"test_auc", "test_auc_warm"} <= set(last)
+        manifest = json.loads((run / "models" / kind / "manifest.json").read_text())
+        assert "last_step_test_predictions.parquet" in manifest["artifacts"]
+    assert "<h2>The fused model</h2>" in (run / "report.html").read_text()
     for entry in (results["gnn"], *results["models"].values(), results["baselines"]["popularity"]):
         assert entry["test_pairs_warm"] + entry["test_pairs_cold"] == 2 * results["dataset"]["test"]["supervision_pos"]
         assert {"test_auc_warm", "test_auc_cold"} <= set(entry)
@@ -89,6 +98,28 @@ def test_run_writes_results_schema_and_report(run_dir, capsys):
     (run / "report.html").unlink()
     build_report(run)
     assert (run / "report.html").is_file() and (run / "figures" / "roc.png").is_file()
+
+
+def test_cold_items_run_reports_every_model_on_held_out_items(tmp_path, capsys):
+    folder = write_layout(tmp_path / "ml-synth", "csv", n_users=60, n_movies=40, n_ratings=900).folder
+    kinds = "[vanilla,embedding_frozen,fused,fused_text]"
+    args = ["run", f"data.path={folder}", "data.cold_items=0.35", f"llm.models={kinds}", "llm.item_kge_dropout=0.5",
+            "data.seed=5", *TINY[:4], "llm.max_epochs=1"]  # fmt: skip
+    assert main(args) == 0
+    assert "[gnn_sage]" in capsys.readouterr().out
+    run = tmp_path / "runs" / "default"
+    results = json.loads((run / "results.json").read_text())
+    floors = [e for name, e in results["baselines"].items() if name != "gnn_vanilla_average"]
+    for entry in [results["gnn"], *results["models"].values(), *floors]:
+        assert entry["test_pairs_cold_items"] > 0 and 0 <= entry["test_auc_cold_items"] <= 1
+    assert results["baselines"]["popularity"]["test_auc_cold_items"] == 0.5
+    summary = results["cold_items"]
+    auc = summary["test_auc_cold_items"]
+    assert summary["winner"] == max(auc, key=auc.get) and summary["strongest_baseline"] in auc
+    assert summary["fused_vs_strongest"]["base"] == summary["strongest_baseline"]
+    assert results["gnn"]["cold_start"]["fallback"] in ("mean", "zero")
+    md = (run / "report.md").read_text()
+    assert f"## Where text pays off\n\nOn held-out items, {summary['winner']} wins" in md
 
 
 def test_a_tracker_that_is_not_installed_is_one_line(tmp_path, capsys):

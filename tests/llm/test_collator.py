@@ -1,6 +1,8 @@
 """Negatives on the fly: the configured share in every batch, never a training positive."""
 
 import numpy as np
+import pytest
+import torch
 
 from linklm.llm.collator import LinkCollator, PairDataset
 from linklm.llm.tokens import NodeTokens, PromptBuilder
@@ -40,3 +42,33 @@ def test_val_batches_draw_no_negatives(tiny, tokenizer):
     feats = [{"source_idx": 0, "target_idx": 1, "labels": 0}, {"source_idx": 2, "target_idx": 3, "labels": 1}]
     batch = collate(feats)
     assert batch["labels"].tolist() == [0, 1]
+
+
+def test_negatives_keep_to_their_targets_and_item_dropout_swaps_in_the_fallback(tiny, tokenizer):
+    ml, gen = tiny
+    builder = PromptBuilder(NodeTokens.from_frames(tokenizer, ml.source_df, ml.target_df), "embedding")
+    sup_src, sup_dst = ml.supervision("train")
+    pairs = PairDataset(sup_src, sup_dst, np.ones(len(sup_src)))
+    allowed = np.arange(0, ml.num_targets, 3)
+    common = {"num_sources": ml.num_sources, "num_targets": ml.num_targets, "train_keys": ml.train_keys, "seed": 0,
+              "negative_targets": allowed}  # fmt: skip
+    by_index = LinkCollator(builder, "train", kge_input="indices", **common)
+    users, movies = gen.kge_table("train")
+    fallback = torch.full((movies.shape[1],), 123.0)
+    dropping = LinkCollator(builder, "train", kge_input="tables", tables=(users, movies), item_dropout=0.4,
+                            fallback=fallback, **common)  # fmt: skip
+    dropped = total = 0
+    for start in range(0, len(pairs), 32):
+        feats = [pairs[i] for i in range(start, min(start + 32, len(pairs)))]
+        batch = by_index(feats)
+        negatives = batch["labels"].numpy() == 0
+        assert np.isin(batch["target_idx"].numpy()[negatives], allowed).all()
+        batch = dropping(feats)
+        is_fallback = (batch["target_kge"] == 123.0).all(1)
+        dropped, total = dropped + int(is_fallback.sum()), total + len(is_fallback)
+        for row in range(len(feats)):  # positives first, in order: kept ones are the table's rows
+            if not is_fallback[row]:
+                assert torch.equal(batch["target_kge"][row], movies[sup_dst[start + row]])
+    assert 0.3 < dropped / total < 0.5
+    with pytest.raises(ValueError, match="fallback"):
+        LinkCollator(builder, "train", kge_input="indices", item_dropout=0.4, **common)

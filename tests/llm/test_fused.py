@@ -8,7 +8,8 @@ import torch
 from linklm.config import Config
 from linklm.evaluate import evaluate_scores
 from linklm.experiment.pipeline import make_classifier
-from linklm.llm.models import build_model, fused_optimizer
+from linklm.llm.models import build_model
+from linklm.llm.optimizers import fused_optimizer
 
 from .conftest import TINY
 
@@ -122,3 +123,39 @@ def test_untrained_fused_model_scores_test_exactly_as_the_gnn(tiny, tmp_path):
     # sums in another order: equal to rounding)
     assert result["auc"] == evaluate_scores(gnn["label"].to_numpy(), gnn["score"].to_numpy())["auc"]
     assert result["auc"] == pytest.approx(gen.metrics["test_auc"], abs=1e-9)
+
+
+@pytest.mark.parametrize("kind,width", [("fused", 32 + 6), ("fused_text", 32), ("fused_kge", 6)])
+def test_each_ablation_reads_its_input_and_starts_as_the_gnn(kind, width):
+    model = build_model(TINY, kind, None, kge_dim=6, seed=0).eval()
+    assert model.fusion.mlp[0].in_features == width
+    gen = torch.Generator().manual_seed(1)
+    user, movie = torch.randn(5, 6, generator=gen), torch.randn(5, 6, generator=gen)
+    ids = torch.randint(1000, 2000, (5, 10), generator=gen)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids)}
+    torch.testing.assert_close(model(**inputs, source_kge=user, target_kge=movie).logits[:, 1], (user * movie).sum(-1))
+    with torch.no_grad():  # a non-zero last layer: now the correction reads exactly its inputs
+        torch.nn.init.normal_(model.fusion.mlp[2].weight, generator=gen)
+    other_text = {**inputs, "input_ids": torch.randint(1000, 2000, (5, 10), generator=gen)}
+    base = model(**inputs, source_kge=user, target_kge=movie).logits[:, 1]
+    text_moved = model(**other_text, source_kge=user, target_kge=movie).logits[:, 1]
+    assert torch.allclose(base, text_moved) == (kind == "fused_kge")
+
+
+def test_fused_kinds_score_their_last_step_too(tiny, tmp_path):
+    import pandas as pd
+
+    ml, gen = tiny
+    cfg = Config()
+    cfg.llm.model, cfg.llm.batch_size, cfg.llm.max_epochs = TINY, 32, 1
+    clf = make_classifier("fused_text", cfg, ml, gen, tmp_path / "fused_text")
+    clf.progress = False
+    metrics = clf.train_model_on_data(None)
+    last = metrics["last_step"]
+    assert last["step"] == metrics["steps"] and last["val_auc"] == metrics["val_history"][-1]["eval_auc"]
+    frame = pd.read_parquet(tmp_path / "fused_text" / "last_step_test_predictions.parquet")
+    assert last["test_auc"] == evaluate_scores(frame["label"], frame["score"])["auc"]
+    # The selected weights are what the classifier holds afterwards, not the last step's.
+    _, scores = clf.predict(None, "test")
+    best_step = metrics["best_step"]
+    assert best_step == last["step"] or not np.allclose(np.sort(scores), np.sort(frame["score"].to_numpy()))

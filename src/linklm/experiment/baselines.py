@@ -51,16 +51,80 @@ def floors(manager, ranking_users: int = 0, pairs=None) -> dict[str, dict[str, A
 
 
 def warm_cold(manager, source_idx, target_idx, labels, scores) -> dict[str, float | int]:
-    """AUC on warm pairs (user and movie with >= WARM_DEGREE train edges) and on the rest; NaN where
-    a group holds one class only."""
+    """AUC on warm pairs (user and movie with >= WARM_DEGREE train edges) and on the rest; where
+    items were held out (`data.cold_items`), also on the pairs of held-out items (`_cold_items`) and
+    of the others (`_warm_items`). NaN where a group holds one class only."""
     users, movies = manager.train_degrees
     warm = (users[source_idx] >= WARM_DEGREE) & (movies[target_idx] >= WARM_DEGREE)
+    groups = {"warm": warm, "cold": ~warm}
+    if manager.cold_items.any():
+        cold_items = manager.cold_items[np.asarray(target_idx)]
+        groups |= {"warm_items": ~cold_items, "cold_items": cold_items}
     labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
-    out: dict[str, float | int] = {"test_pairs_warm": int(warm.sum()), "test_pairs_cold": int((~warm).sum())}
-    for name, mask in (("warm", warm), ("cold", ~warm)):
+    out: dict[str, float | int] = {}
+    for name, mask in groups.items():
         both = mask.any() and len(np.unique(labels[mask])) == 2
+        out[f"test_pairs_{name}"] = int(mask.sum())
         out[f"test_auc_{name}"] = evaluate_scores(labels[mask], scores[mask])["auc"] if both else float("nan")
     return out
+
+
+def ease_floor(manager, cfg) -> dict[str, Any]:
+    """results.json `baselines.ease`: EASE on the run's test pairs, its predictions beside the models'."""
+    from linklm.experiment.ease import ease
+
+    return ease(manager, cfg.llm.ranking_users, cfg.run_dir / "ease_test_predictions.parquet")
+
+
+# What the fused model must beat on held-out items (issue 23's target): the GNN with its fallback, the
+# inductive GraphSAGE, text alone, and every floor (preferential attachment is the user's degree there).
+COLD_CONTENDERS = ("gnn", "gnn_sage", "vanilla", "preferential_attachment", "popularity", "ease")
+
+
+def cold_items_summary(run_dir, manager) -> dict[str, Any]:
+    """results.json `cold_items`: every model's, floor's and GNN's AUC on the pairs of held-out items,
+    the winner, the strongest of `COLD_CONTENDERS`, and each fused kind's gain over it on those
+    pairs with a user-bootstrap interval (test pairs only: one seed)."""
+    from linklm.artifacts import RESULTS_SHAPE, read_json
+    from linklm.evaluate import paired_auc_gain
+
+    results = read_json(run_dir / "results.json", RESULTS_SHAPE)
+    entries = {**results.get("baselines", {}), **results.get("models", {})}
+    if "gnn" in results:
+        entries["gnn"] = results["gnn"]
+    auc = {name: e["test_auc_cold_items"] for name, e in entries.items()
+           if isinstance(e, dict) and np.isfinite(e.get("test_auc_cold_items", np.nan))}  # fmt: skip
+    out: dict[str, Any] = {"test_auc_cold_items": auc, "winner": max(auc, key=auc.get) if auc else None}
+    present = [name for name in COLD_CONTENDERS if name in auc]
+    if not present:
+        return out
+    strongest = max(present, key=auc.get)
+    out["strongest_baseline"] = strongest
+    base = _test_scores(run_dir, manager, strongest)
+    cold = manager.cold_items[base["target_idx"].to_numpy()]
+    keys = ["source_idx", "target_idx"]
+    for kind in ("fused", "fused_text", "fused_kge", "embedding_frozen"):
+        path = run_dir / "models" / kind / "test_predictions.parquet"
+        if kind not in auc or not path.is_file():
+            continue
+        both = base[cold].merge(pd.read_parquet(path), on=keys, suffixes=("_base", ""))
+        gain = paired_auc_gain(both["label"], both["score"], both["score_base"], both["source_idx"])
+        out[f"{kind}_vs_strongest"] = {"model": kind, "base": strongest, **gain}
+    return out
+
+
+def _test_scores(run_dir, manager, name: str) -> pd.DataFrame:
+    """The test predictions of a model, GNN or floor of the run, as (source_idx, target_idx, label, score)."""
+    if name in ("preferential_attachment", "popularity"):
+        users, movies = manager.train_degrees
+        src, dst, labels = test_pairs(manager)
+        score = movies[dst].astype(np.float64)
+        if name == "preferential_attachment":
+            score = np.log1p(users[src]) + np.log1p(score)
+        return pd.DataFrame({"source_idx": src, "target_idx": dst, "label": labels, "score": score})
+    files = {"gnn": "gnn_test_predictions.parquet", "gnn_sage": "gnn_sage_test_predictions.parquet",
+             "ease": "ease_test_predictions.parquet"}  # fmt: skip
+    return pd.read_parquet(run_dir / files.get(name, f"models/{name}/test_predictions.parquet"))
 
 
 def average_of(frames: list[pd.DataFrame]) -> pd.DataFrame:

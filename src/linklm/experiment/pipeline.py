@@ -21,10 +21,11 @@ from typing import Any
 
 from linklm import tracking
 from linklm.artifacts import CLASSIFIER_METRICS, RESULTS_SHAPE, Damaged, read_json, seal, sealed, stage_key, unseal
-from linklm.config import LLM_KINDS, TEXT_ONLY, Config
+from linklm.config import FUSED_KINDS, LLM_KINDS, TEXT_ONLY, Config
 from linklm.errors import UserError
 from linklm.experiment import ranking
 from linklm.io import locked, write_json
+from linklm.llm.fused import LAST_STEP_PREDICTIONS
 from linklm.runtime import Runtime, resolve_device, resolve_precision
 
 _MODEL_FILES = ("metrics.json", "model/model.safetensors", "test_predictions.parquet")
@@ -130,11 +131,12 @@ def gnn_predictions(gen, manager, path: Path) -> None:
 
 
 def make_classifier(kind: str, cfg: Config, manager, gen, root: Path):
-    from linklm.llm import EmbeddingClassifier, FusedClassifier, PromptClassifier, VanillaClassifier
+    from linklm.llm import EmbeddingClassifier, PromptClassifier, VanillaClassifier
     from linklm.llm.controls import CONTROLS, KGEMLPClassifier, VanillaAllClassifier
+    from linklm.llm.fused import FUSED
 
     classes = {"vanilla": VanillaClassifier, "prompt": PromptClassifier, "embedding_frozen": EmbeddingClassifier,
-               "embedding_e2e": EmbeddingClassifier, "fused": FusedClassifier, **CONTROLS,
+               "embedding_e2e": EmbeddingClassifier, **FUSED, **CONTROLS,
                "kge_mlp": KGEMLPClassifier, "vanilla_all": VanillaAllClassifier}  # fmt: skip
     if kind not in classes:
         raise UserError(f"unknown model kind {kind!r} (known: {', '.join(LLM_KINDS)})")
@@ -168,7 +170,7 @@ def classifier_key(kind: str, cfg: Config, manager, gen) -> str:
                 "precision": llm_precision(cfg)}  # fmt: skip
     if kind == "embedding_e2e":
         upstream["gnn_lr"] = llm.gnn_lr
-    if kind in ("fused", "kge_mlp"):
+    if kind in (*FUSED_KINDS, "kge_mlp"):
         upstream["head_lr"] = llm.head_lr
     if kind == "prompt":
         upstream["prompt_kge_dims"] = llm.prompt_kge_dims
@@ -223,6 +225,7 @@ def _train_classifier(kind: str, cfg: Config, manager, gen, root: Path, key: str
         **{name: train[name] for name in ("val_auc", "val_history", "stopped", "best_epoch", "best_step", "steps",
                                           "epochs", "max_epochs", "resumed_from", "train_seconds",
                                           "examples_per_second", "train_examples", "threshold", "precision")},
+        **({"last_step": train["last_step"]} if "last_step" in train else {}),  # fused: a secondary figure
         "total_seconds": round(time.perf_counter() - start, 2),
         "lr": cfg.llm.lr_of(kind),  # its own (llm.lr_by_model), chosen on val
         "llm_model": cfg.llm.model,
@@ -235,7 +238,8 @@ def _train_classifier(kind: str, cfg: Config, manager, gen, root: Path, key: str
     if clf.builder.clipped:  # KGEs as text: components of val/test tables beyond the train range
         metrics["kge_clipped_components"] = clf.builder.clipped
     write_json(root / "metrics.json", metrics)
-    seal(root, list(_MODEL_FILES), {"stage_key": key, "kind": kind})
+    extra = [name for name in (LAST_STEP_PREDICTIONS,) if (root / name).is_file()]
+    seal(root, [*_MODEL_FILES, *extra], {"stage_key": key, "kind": kind})
     rt.say(
         f"[{kind}] test accuracy {metrics['test_accuracy']:.4f}, AUC {metrics['test_auc']:.4f}, "
         f"F1 {metrics['test_f1']:.4f} (val AUC {metrics['val_auc']:.4f}; lr {metrics['lr']:g}; "
@@ -258,19 +262,56 @@ def run_models(cfg: Config, kinds: list[str], force: bool = False, gnn: bool = T
         write_json(cfg.run_dir / "config.json", cfg.to_dict())
     manager = rt.main_first(lambda: prepare_data(cfg))
     update_results(cfg, "baselines", baselines.floors(manager, cfg.llm.ranking_users))
+    if rt.main:
+        ease = baselines.ease_floor(manager, cfg)
+        if "skipped" in ease:
+            rt.say(f"[ease] skipped: {ease['skipped']}")
+        else:
+            rt.say(f"[ease] lambda {ease['lambda']:g} (val AUC {ease['val_auc']:.4f}): test AUC {ease['test_auc']:.4f}")
+            update_results(cfg, "baselines", {"ease": ease})
     needs_gnn = gnn or any(k not in TEXT_ONLY for k in kinds)
     gen = rt.main_first(lambda: train_gnn(cfg, manager, force=force and rt.main)) if needs_gnn else None
+    if needs_gnn and manager.cold_items.any() and cfg.gnn.model != "sage" and rt.main:
+        update_results(cfg, "baselines", {"gnn_sage": inductive_gnn(cfg, manager, force)})
     results = {}
     for kind in kinds:
         results[kind] = train_classifier(kind, cfg, manager, gen, force=force)
         if rt.main:
-            predictions = cfg.run_dir / "models" / kind / "test_predictions.parquet"
-            results[kind] = {**results[kind], **_warm_cold(manager, predictions)}
+            folder = cfg.run_dir / "models" / kind
+            results[kind] = {**results[kind], **_warm_cold(manager, folder / "test_predictions.parquet")}
+            if (folder / LAST_STEP_PREDICTIONS).is_file() and "last_step" in results[kind]:
+                results[kind]["last_step"] = {**results[kind]["last_step"],
+                                              **_warm_cold(manager, folder / LAST_STEP_PREDICTIONS)}  # fmt: skip
         update_results(cfg, "models", {kind: results[kind]})
     if rt.main:
         _ensemble(cfg)
         _margins(cfg, kinds)
+        if manager.cold_items.any():
+            update_results(cfg, "cold_items", baselines.cold_items_summary(cfg.run_dir, manager))
     return results
+
+
+def inductive_gnn(cfg: Config, manager, force: bool = False) -> dict[str, Any]:
+    """The seed's GraphSAGE beside a LightGCN run on held-out items: it embeds a new item from its
+    genres (inductive), where LightGCN has only its fallback. Same config but gnn.model; cached."""
+    import dataclasses
+
+    from linklm.gnn import GraphRepresentationGenerator
+
+    sage = dataclasses.replace(cfg.gnn, model="sage")
+    gen = GraphRepresentationGenerator(
+        manager.data, manager.train_data, manager.val_data, manager.test_data,
+        config=sage, cache_dir=Path(cfg.data.cache_dir) / "gnn", force_recompute=force,
+    )  # fmt: skip
+    if not gen.trained:
+        gen.train_model(progress=cfg.progress)
+    path = cfg.run_dir / "gnn_sage_test_predictions.parquet"
+    gnn_predictions(gen, manager, path)
+    m = gen.metrics
+    Runtime.current().say(f"[gnn_sage] inductive GraphSAGE: val AUC {m['val_auc']:.4f}, test AUC {m['test_auc']:.4f}"
+                          f" (held-out items: {m.get('cold_start', {}).get('fallback')} input vector)")  # fmt: skip
+    keep = ("model", "val_auc", "test_auc", "cold_start", "best_epoch", "train_seconds")
+    return {**{k: m[k] for k in keep if k in m}, **_warm_cold(manager, path)}
 
 
 def _margins(cfg: Config, kinds: list[str]) -> None:

@@ -13,7 +13,8 @@ Two protocols, because a classifier reads one prompt per pair and cannot score e
   (they are known, not predictions), and PyG's link-prediction metrics read the top 20 against the
   user's test positives. Users are scored `SCORES_PER_CHUNK // num_movies` at a time, so memory stays
   at a fixed 64 MB of scores whatever the graph (ml-32m: ~190 users per chunk).
-- **Sampled candidates** (every model, on the same lists): `llm.ranking_users` test users drawn with
+- **Sampled candidates** (every model, on the same lists; each figure with its standard error over
+  users, `hr@10_se`, `ndcg@10_se`): `llm.ranking_users` test users drawn with
   the data seed, each with one of their test positives and 99 random movies that are no edge of
   theirs in any split, shuffled; HR@10 (is the positive in the top 10?) and NDCG@10. The positive's
   place in the list is random, so tied scores (a saturated probability) are broken at random rather
@@ -160,10 +161,16 @@ def sampled_metrics(scores: np.ndarray, positive: np.ndarray, k: int = K_SAMPLED
     out: dict[str, Any] = {"users": int(n), "candidates": int(c)}
     if n == 0:
         return out
-    top = torch.from_numpy(np.argsort(-scores, axis=1, kind="stable")[:, :k])
+    order = np.argsort(-scores, axis=1, kind="stable")
+    top = torch.from_numpy(order[:, :k])
     metrics = LinkPredMetricCollection([LinkPredHitRatio(k), LinkPredNDCG(k)])
     metrics.update(top, torch.from_numpy(np.stack([np.arange(n), np.asarray(positive, np.int64)])))
-    return {**_metric_names(metrics.compute()), **out}
+    # Standard errors over users: each user's hit (0/1) and gain (1/log2(rank + 2) within the top k).
+    rank = np.argmax(order == np.asarray(positive, np.int64)[:, None], axis=1)
+    per_user = {"hr": (rank < k).astype(np.float64), "ndcg": np.where(rank < k, 1.0 / np.log2(rank + 2.0), 0.0)}
+    se = {f"{name}@{k}_se": round(float(v.std(ddof=1) / np.sqrt(n)), 6) if n > 1 else float("nan")
+          for name, v in per_user.items()}  # fmt: skip
+    return {**_metric_names(metrics.compute()), **se, **out}
 
 
 def classifier_ranking(clf, manager, users: int) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from linklm.gnn.model import LightGCNLink, LinkGNN
 from linklm.io import atomic_dir, discard, locked, write_json
 from linklm.runtime import resolve_device
 
+COLD_FALLBACKS = ("mean", "zero")  # GraphRepresentationGenerator._choose_fallback
 _FILES = ("model.safetensors", "kge.safetensors", "metrics.json", "log.jsonl")
 
 
@@ -60,10 +61,11 @@ def link_graph(data, splits: dict[str, Any]) -> recipe.LinkGraph:
     for split in SPLITS:
         store = splits[split][edge_type]
         pairs[split] = (store.edge_label_index[0], store.edge_label_index[1], store.edge_label)
+    store = data[movie_type]
     return recipe.LinkGraph(
-        num_users=int(data[user_type].num_nodes), num_movies=int(data[movie_type].num_nodes),
-        movie_x=data[movie_type].x.float(), edges={split: splits[split][edge_type].edge_index for split in SPLITS},
-        pairs=pairs, relations=(edge_type, rev_type),
+        num_users=int(data[user_type].num_nodes), num_movies=int(store.num_nodes),
+        movie_x=store.x.float(), edges={split: splits[split][edge_type].edge_index for split in SPLITS},
+        pairs=pairs, relations=(edge_type, rev_type), cold=store.get("cold", None),
     )  # fmt: skip
 
 
@@ -109,7 +111,7 @@ class GraphRepresentationGenerator:
     # --- identity and storage -----------------------------------------------------------------
 
     def _data_hash(self) -> str:
-        parts = [self.graph.movie_x]
+        parts = [self.graph.movie_x] + ([self.graph.cold] if self.graph.cold is not None else [])
         for split in SPLITS:
             src, dst, labels = self.graph.pairs[split]
             parts += [self.graph.edges[split], torch.stack([src, dst]), labels]
@@ -202,14 +204,17 @@ class GraphRepresentationGenerator:
         fit = recipe.fit(self.model, self.graph, self.config, self.device, checkpoint=self.checkpoint_path,
                          key=self.key, progress=progress, say=log or tqdm.write)  # fmt: skip
         self.model.load_state_dict(fit.best_state)
+        cold_start = self._choose_fallback() if self.graph.cold is not None else None
         self.tables = {split: self._table(split) for split in ("train", "val")}
         # Test's adjacency is built only now that train's and val's are gone (hundreds of MB at ml-32m).
-        z = recipe.eval_embed(self.model, self.graph, self.graph.adjacency("test", self.device), self.device)
+        z = self._fallback(recipe.eval_embed(self.model, self.graph, self.graph.adjacency("test", self.device),
+                                             self.device))  # fmt: skip
         test_auc = recipe.auc(self.model, self.graph, "test", z, self.device)  # the only look at test
         self.tables["test"] = _cpu(z)
         self.metrics = {
             "model": self.config.model,
-            "val_auc": fit.best_val_auc,
+            "val_auc": fit.best_val_auc if cold_start is None else cold_start["val_auc"][cold_start["fallback"]],
+            **({"cold_start": cold_start} if cold_start is not None else {}),
             "test_auc": test_auc,
             "classifier_train_auc": recipe.classifier_train_auc(
                 self.graph,
@@ -232,7 +237,44 @@ class GraphRepresentationGenerator:
         return self.metrics
 
     def _table(self, split: str) -> dict[str, torch.Tensor]:
-        return _cpu(recipe.eval_embed(self.model, self.graph, self.graph.adjacency(split, self.device), self.device))
+        z = recipe.eval_embed(self.model, self.graph, self.graph.adjacency(split, self.device), self.device)
+        return _cpu(self._fallback(z))
+
+    # --- held-out items (data.cold_items) -----------------------------------------------------
+
+    fallback: str | None = None  # what a held-out item is embedded as (COLD_FALLBACKS), chosen on val
+
+    def _choose_fallback(self) -> dict[str, Any]:
+        """A held-out item has no trained vector. Pick, by val AUC, what it gets instead:
+        - LightGCN (transductive): the mean of the warm items' output vectors ("mean"), worth the
+          user's activity on a new item, or zeros ("zero"), which ties every pair of a cold item;
+        - GraphSAGE (inductive: its genres pass through the encoder): its own free input vector
+          set to zeros ("zero": genres alone) or to the warm items' mean ("mean")."""
+        val_auc = {}
+        for option in COLD_FALLBACKS:
+            self._set_fallback(option)
+            val_auc[option] = recipe.auc(self.model, self.graph, "val", self._device_table("val"), self.device)
+        best = max(COLD_FALLBACKS, key=lambda option: val_auc[option])  # first listed wins a tie
+        self._set_fallback(best)
+        return {"fallback": best, "val_auc": val_auc, "cold_items": int(self.graph.cold.sum()),
+                "inductive": isinstance(self.model, LinkGNN)}  # fmt: skip
+
+    def _device_table(self, split: str) -> dict[str, torch.Tensor]:
+        return {t: table.to(self.device) for t, table in self._table(split).items()}
+
+    def _set_fallback(self, option: str) -> None:
+        self.fallback = option
+        if isinstance(self.model, LinkGNN):  # inductive: the input vector, before the encoder
+            cold = self.graph.cold.to(self.device)
+            with torch.no_grad():
+                weight = self.model.movie_emb.weight
+                weight[cold] = weight[~cold].mean(0) if option == "mean" else 0.0
+
+    def _fallback(self, z: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """LightGCN's output vectors with the held-out items' rows replaced (`_choose_fallback`)."""
+        if self.fallback is None or isinstance(self.model, LinkGNN):
+            return z
+        return recipe.with_fallback(self.graph, z, self.fallback)
 
     # --- look-ups -----------------------------------------------------------------------------
 

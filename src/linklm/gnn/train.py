@@ -45,7 +45,8 @@ from linklm.io import atomic_path
 
 # In the GNN stage key: 2 = trained on its own edges only, classifiers' share held out; 3 = metrics
 # carry the full ranking (experiment/ranking.py); 4 = negatives avoid the GNN's own edges only.
-VERSION = 4
+# 5 = held-out items (data.cold_items): never a negative, a fallback vector chosen on val.
+VERSION = 5
 GNN = LinkGNN | LightGCNLink
 
 
@@ -64,6 +65,13 @@ class LinkGraph:
     edges: dict[str, torch.Tensor]
     pairs: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
     relations: tuple[tuple[str, str, str], tuple[str, str, str]]
+    cold: torch.Tensor | None = None  # (num_movies,) bool: held-out items (data.cold_items), or None
+
+    @functools.cached_property
+    def negative_movies(self) -> np.ndarray | None:
+        """The movies a training negative may be: all (None), or only the warm ones, so that a held-out
+        item is never seen in training, not even as a negative."""
+        return None if self.cold is None else np.flatnonzero(~self.cold.numpy())
 
     @functools.cached_property
     def train_keys(self) -> np.ndarray:
@@ -135,6 +143,19 @@ def embed(model: GNN, graph: LinkGraph, adj, device) -> dict[str, torch.Tensor]:
     return model(graph.movie_x.to(device), adj)
 
 
+def with_fallback(graph: LinkGraph, z: dict[str, torch.Tensor], option: str = "mean") -> dict[str, torch.Tensor]:
+    """`z` with each held-out item's vector the warm items' mean ("mean") or zeros ("zero"). Epoch
+    selection sees the mean: an untrained vector would only add noise to val (the generator then
+    picks the fallback on val)."""
+    if graph.cold is None:
+        return z
+    movie = graph.relations[0][2]
+    cold = graph.cold.to(z[movie].device)
+    movies = z[movie].clone()
+    movies[cold] = movies[~cold].mean(0) if option == "mean" else 0.0
+    return {**z, movie: movies}
+
+
 class Diverged(ArithmeticError):
     """The model's scores are no longer finite numbers."""
 
@@ -155,7 +176,8 @@ def classifier_train_auc(graph: LinkGraph, z: dict[str, torch.Tensor], device, s
     out of the GNN's training, so this should match the test AUC; in-sample KGEs would beat it."""
     src, dst, _ = graph.pairs["train"]
     rng = np.random.default_rng([seed, 3])
-    neg_src, neg_dst = sample_negatives(graph.num_users, graph.num_movies, graph.train_keys, src.numel(), rng)
+    neg_src, neg_dst = sample_negatives(graph.num_users, graph.num_movies, graph.train_keys, src.numel(), rng,
+                                        targets=graph.negative_movies)  # fmt: skip
     labels = torch.cat([torch.ones(src.numel()), torch.zeros(len(neg_src))])
     src, dst = torch.cat([src, torch.from_numpy(neg_src)]), torch.cat([dst, torch.from_numpy(neg_dst)])
     return _pairs_auc(graph, z, Pairs.of(graph, src, dst, labels, device), "classifier train")
@@ -233,7 +255,8 @@ def fit(
             try:  # before this epoch's checkpoint: a resume never starts from a diverged model
                 if not math.isfinite(loss):
                     raise Diverged(f"loss {loss}")
-                val_auc = auc(model, graph, "val", eval_embed(model, graph, adj["val"], device), device, val)
+                val_auc = auc(model, graph, "val", with_fallback(graph, eval_embed(model, graph, adj["val"], device)),
+                              device, val)  # fmt: skip
             except Diverged as exc:
                 raise UserError(f"the GNN diverged at epoch {epoch} ({exc}); lower gnn.lr (now {cfg.lr})") from None
             if val_auc > result.best_val_auc:
@@ -266,7 +289,8 @@ def epoch_pairs(model: GNN, graph: LinkGraph, edges: torch.Tensor, adj, cfg: GNN
     n_neg = max(1, round(cfg.neg_ratio * positives.src.numel()))
     # Sorted, the negatives are already in the order of a PairIndex; the loss and its gradients do
     # not depend on the order of the pairs (only the float rounding of the mean loss does).
-    neg_src, neg_dst = sample_negatives(graph.num_users, graph.num_movies, graph.own_keys, n_neg, rng, ordered=True)
+    neg_src, neg_dst = sample_negatives(graph.num_users, graph.num_movies, graph.own_keys, n_neg, rng, ordered=True,
+                                        targets=graph.negative_movies)  # fmt: skip
     negatives = Pairs.of(graph, torch.from_numpy(neg_src), torch.from_numpy(neg_dst), torch.zeros(n_neg), device,
                          train=True)  # fmt: skip
     return [positives, negatives], adj

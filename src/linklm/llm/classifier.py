@@ -1,4 +1,4 @@
-"""The seed's classifiers (VanillaClassifier, PromptClassifier, EmbeddingClassifier) and the fused one.
+"""The seed's classifiers: VanillaClassifier, PromptClassifier, EmbeddingClassifier (the fused ones: `fused`).
 
     clf = VanillaClassifier(ml.llm_df, ml.source_df, ml.target_df, root_path="runs/x/vanilla")
     dataset = ml.generate_vanilla_dataset(clf.tokenize_function)
@@ -32,10 +32,9 @@ from linklm.llm.collator import SPLIT_CODES, LinkCollator, PairDataset
 from linklm.llm.models import (
     EndToEndKGEClassifier,
     build_model,
-    end_to_end_optimizer,
-    fused_optimizer,
     load_tokenizer,
 )
+from linklm.llm.optimizers import end_to_end_optimizer
 from linklm.llm.tokens import NodeTokens, PromptBuilder, principal_components
 from linklm.runtime import Runtime, autocast, resolve_device, resolve_precision
 
@@ -58,6 +57,7 @@ class LinkClassifier:
     kge_input = "none"  # how the collator hands KGEs to the model: none, tables or indices
     progress = True  # progress bars while training (the pipeline sets it from the run's config)
     starts_as_gnn = False  # whether the untrained model scores as the GNN does (then val also sees step 0)
+    _at_last_step = None  # called with the last step's model before the best one is loaded (`fused`)
     tracking = "none"  # where training curves also go (linklm.tracking; the pipeline sets it too)
 
     def __init__(
@@ -196,8 +196,19 @@ class LinkClassifier:
             self.builder, split, num_sources=len(self.source_df), num_targets=len(self.target_df),
             train_keys=self._train_keys() if draw else None, neg_ratio=self.config.neg_ratio if draw else 0.0,
             kge_input=self.kge_input, tables=self.kge_tables(split) if self.kge_input == "tables" else None,
-            seed=seed,
+            seed=seed, **(self._held_out_items(split) if draw else {}),
         )  # fmt: skip
+
+    def _held_out_items(self, split: str) -> dict[str, Any]:
+        """Training negatives never name a held-out item (target_df `cold_item`); with
+        llm.item_kge_dropout, the vector such an item gets: the mean of the other items' KGEs."""
+        cold = self.target_df["cold_item"].to_numpy(bool) if "cold_item" in self.target_df else None
+        out: dict[str, Any] = {"negative_targets": np.flatnonzero(~cold) if cold is not None and cold.any() else None}
+        if self.config.item_kge_dropout > 0 and self.kge_input == "tables":
+            movies = self.kge_tables(split)[1]
+            warm = movies if cold is None else movies[torch.from_numpy(~cold)]
+            out |= {"item_dropout": self.config.item_kge_dropout, "fallback": warm.mean(0)}
+        return out
 
     def kge_tables(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The KGEs this classifier is fed on `split`: (num_users, kge_dim), (num_movies, kge_dim)."""
@@ -258,6 +269,7 @@ class LinkClassifier:
         self.model, self.metrics = training.fit(
             self.model, train, val, collate, spec, self.root, optimizer=self._optimizer(), callbacks=callbacks,
             audit=training.ShardAudit(collate, self.root / "shards") if cfg.audit_shards else None,
+            at_last_step=self._at_last_step,
         )  # fmt: skip
         self.metrics.update(batch_size=batch_size, precision=spec.precision)
         self.threshold = self.metrics["threshold"]
@@ -385,16 +397,3 @@ class EmbeddingClassifier(LinkClassifier):
         super().load_pretrained(folder)
         if self.end_to_end:
             self.model.gnn.load_state_dict(load_file(Path(folder) / "gnn.safetensors"))
-
-
-class FusedClassifier(LinkClassifier):
-    """The embedding prompt, and a score that is the GNN's logit plus a learned correction from the
-    mean-pooled text state and u ⊙ m (`models.FusedKGEClassifier`): before training it ranks every
-    pair as the GNN does. New modules learn at llm.head_lr, the pretrained ones at llm.lr."""
-
-    prompt_format, architecture, name, kge_input = "embedding", "fused", "fused", "tables"
-    starts_as_gnn = True  # so selection on val keeps the GNN's own ranking unless training beats it
-
-    def _optimizer(self):
-        cfg = self.config
-        return fused_optimizer(self.model, cfg.lr, cfg.head_lr, cfg.weight_decay)

@@ -49,7 +49,10 @@ class LinkCollator:
     builder: assembles token ids. kge_input: "none", "tables" (frozen KGEs from `tables`, each
     (num_nodes, kge_dim)) or "indices" (the end-to-end model computes them from node indices).
     train_keys: sorted `source * num_targets + target` of every training positive, needed when
-    drawing negatives.
+    drawing negatives. negative_targets: the targets a negative may be (None: all; held-out items
+    are left out, so that training never sees them). item_dropout: the share of a training batch's
+    pairs (negatives included) whose target KGE is replaced by `fallback`, the vector a held-out item
+    gets, so that a model learns what to do where the graph knows nothing of the item.
     """
 
     def __init__(
@@ -64,6 +67,9 @@ class LinkCollator:
         kge_input: str = "none",
         tables: tuple[torch.Tensor, torch.Tensor] | None = None,
         seed: int = 0,
+        negative_targets: np.ndarray | None = None,
+        item_dropout: float = 0.0,
+        fallback: torch.Tensor | None = None,
     ):
         self.builder, self.split = builder, split
         self.num_sources, self.num_targets = num_sources, num_targets
@@ -71,6 +77,9 @@ class LinkCollator:
         self.neg_ratio = neg_ratio
         self.kge_input, self.tables = kge_input, tables
         self.seed = seed
+        self.negative_targets, self.item_dropout, self.fallback = negative_targets, item_dropout, fallback
+        if item_dropout > 0 and (kge_input != "tables" or fallback is None):
+            raise ValueError("item_dropout replaces KGEs from tables and needs the fallback vector")
         if neg_ratio > 0 and train_keys is None:
             raise ValueError("a collator drawing negatives needs train_keys to keep them off the positives")
 
@@ -84,7 +93,8 @@ class LinkCollator:
             # batches came before: a run resumed from a checkpoint draws exactly what an
             # uninterrupted one would, and DDP ranks (which see other positives) draw others.
             rng = np.random.default_rng([self.seed, zlib.crc32(src.tobytes()), zlib.crc32(dst.tobytes())])
-            neg_src, neg_dst = sample_negatives(self.num_sources, self.num_targets, self.train_keys, n_neg, rng)
+            neg_src, neg_dst = sample_negatives(self.num_sources, self.num_targets, self.train_keys, n_neg, rng,
+                                                targets=self.negative_targets)  # fmt: skip
             src, dst = np.concatenate([src, neg_src]), np.concatenate([dst, neg_dst])
             labels = np.concatenate([labels, np.zeros(n_neg, dtype=np.int64)])
         batch = self.builder.batch(src, dst, self.split)
@@ -93,6 +103,9 @@ class LinkCollator:
             users, movies = self.tables
             batch["source_kge"] = users[torch.from_numpy(src)]
             batch["target_kge"] = movies[torch.from_numpy(dst)]
+            if self.item_dropout > 0 and self.neg_ratio > 0:  # rng: drawn above, a function of the batch
+                dropped = torch.from_numpy(rng.random(len(dst)) < self.item_dropout)
+                batch["target_kge"][dropped] = self.fallback.to(batch["target_kge"].dtype)
         elif self.kge_input == "indices":
             batch["source_idx"] = torch.from_numpy(src)
             batch["target_idx"] = torch.from_numpy(dst)

@@ -118,12 +118,15 @@ def build_model(name: str, kind: str, num_layers: int | None = None, kge_dim: in
 
 
 def _instantiate(name: str, kind: str, num_layers: int | None, kge_dim: int | None):
-    classes = {"embedding": KGEBertForSequenceClassification, "fused": FusedKGEClassifier}
+    classes = {"embedding": KGEBertForSequenceClassification, **dict.fromkeys(FUSION_INPUTS, FusedKGEClassifier)}
     cls = classes.get(kind, TextBertForSequenceClassification)
     if m := _RANDOM.fullmatch(name):
         tokenizer = load_tokenizer(name)
         kge = kge_dim if cls is not TextBertForSequenceClassification else None
-        return cls(random_config(m.group(0), len(tokenizer), kge))
+        config = random_config(m.group(0), len(tokenizer), kge)
+        if kind in FUSION_INPUTS:
+            config.fusion_inputs = FUSION_INPUTS[kind]
+        return cls(config)
     path = resolve(name)
     try:
         config = BertConfig.from_pretrained(path, num_labels=2)
@@ -131,6 +134,8 @@ def _instantiate(name: str, kind: str, num_layers: int | None, kge_dim: int | No
             config.num_hidden_layers = num_layers
         if cls is not TextBertForSequenceClassification:
             config.kge_dim = kge_dim  # kge_dim lives on the config, not in the constructor
+        if kind in FUSION_INPUTS:
+            config.fusion_inputs = FUSION_INPUTS[kind]
         # Truncating MiniLM leaves its upper layers unused and the classifier head new: expected,
         # so the load report's warnings are not shown.
         verbosity = hf_logging.get_verbosity()
@@ -242,14 +247,20 @@ class KGEBertForSequenceClassification(BertPreTrainedModel):
         return _classified(self, pooled, outputs, labels)
 
 
-class _Fusion(nn.Module):
-    """a·⟨u, m⟩ + c + MLP([text state, u ⊙ m]): the GNN's logit plus a learned correction."""
+FUSION_INPUTS = {"fused": ("text", "kge"), "fused_text": ("text",), "fused_kge": ("kge",)}  # architecture -> inputs
 
-    def __init__(self, hidden: int, kge_dim: int):
+
+class _Fusion(nn.Module):
+    """a·⟨u, m⟩ + c + MLP(inputs): the GNN's logit plus a learned correction, whose inputs are the
+    text state and u ⊙ m, or one of them (`FUSION_INPUTS`, the ablations)."""
+
+    def __init__(self, hidden: int, kge_dim: int, inputs: tuple[str, ...] = ("text", "kge")):
         super().__init__()
+        self.inputs = tuple(inputs)
         self.gnn_scale = nn.Parameter(torch.ones(()))
         self.gnn_bias = nn.Parameter(torch.zeros(()))
-        self.mlp = nn.Sequential(nn.Linear(hidden + kge_dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        width = hidden * ("text" in self.inputs) + kge_dim * ("kge" in self.inputs)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, 1))
 
     def reset_parameters(self) -> None:
         """The GNN's score exactly: scale 1, bias 0, and a zero last layer (its input layer random, so
@@ -262,8 +273,9 @@ class _Fusion(nn.Module):
             nn.init.zeros_(self.mlp[2].bias)
 
     def forward(self, text: Tensor, user: Tensor, movie: Tensor) -> Tensor:
-        gnn = (user * movie).sum(-1)
-        return self.gnn_scale * gnn + self.gnn_bias + self.mlp(torch.cat([text, user * movie], -1)).squeeze(-1)
+        product = user * movie
+        features = torch.cat([{"text": text, "kge": product}[name] for name in self.inputs], -1)
+        return self.gnn_scale * product.sum(-1) + self.gnn_bias + self.mlp(features).squeeze(-1)
 
 
 class FusedKGEClassifier(KGEBertForSequenceClassification):
@@ -277,7 +289,7 @@ class FusedKGEClassifier(KGEBertForSequenceClassification):
 
     def __init__(self, config: BertConfig):
         super().__init__(config)
-        self.fusion = _Fusion(config.hidden_size, config.kge_dim)
+        self.fusion = _Fusion(config.hidden_size, config.kge_dim, getattr(config, "fusion_inputs", ("text", "kge")))
         self.post_init()
         self.fusion.reset_parameters()
 
@@ -373,28 +385,3 @@ class EndToEndKGEClassifier(nn.Module):
              "source_idx": source_idx, "target_idx": target_idx, "split_code": split_code}
         )  # fmt: skip
         return classifier(**inputs, labels=labels, **kwargs)
-
-
-def end_to_end_optimizer(model: EndToEndKGEClassifier, lr: float, gnn_lr: float, weight_decay: float):
-    """AdamW over BERT (decay except biases and LayerNorm, as the Trainer does) and the GNN at its own
-    learning rate, without decay."""
-    return _adamw(model.classifier.named_parameters(), lr, weight_decay, list(model.gnn.parameters()), gnn_lr)
-
-
-def fused_optimizer(model: FusedKGEClassifier, lr: float, head_lr: float, weight_decay: float):
-    """AdamW over the pretrained weights at `lr` and the new modules at `head_lr`, without decay
-    (which would pull the GNN score's scale towards 0)."""
-    new = {id(p) for p in model.new_parameters()}
-    pretrained = [(n, p) for n, p in model.named_parameters() if id(p) not in new]
-    return _adamw(pretrained, lr, weight_decay, model.new_parameters(), head_lr)
-
-
-def _adamw(named, lr: float, weight_decay: float, extra: list, extra_lr: float):
-    named = list(named)
-    groups = [
-        {"params": [p for n, p in named if "bias" not in n and "LayerNorm" not in n], "lr": lr,
-         "weight_decay": weight_decay},
-        {"params": [p for n, p in named if "bias" in n or "LayerNorm" in n], "lr": lr, "weight_decay": 0.0},
-        {"params": extra, "lr": extra_lr, "weight_decay": 0.0},
-    ]  # fmt: skip
-    return torch.optim.AdamW(groups, fused=True)  # one kernel for all parameters, as the Trainer's default

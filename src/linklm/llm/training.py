@@ -91,11 +91,13 @@ def _val_metrics(prediction) -> dict[str, float]:
 
 
 def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, folder: Path, *, optimizer=None,
-        callbacks: list | None = None, audit=None) -> tuple[Any, dict[str, Any]]:  # fmt: skip
+        callbacks: list | None = None, audit=None, at_last_step=None) -> tuple[Any, dict[str, Any]]:  # fmt: skip
     """Train `model` on `train` (positives; `collate` adds negatives), pick the epoch by val AUC.
 
-    collate: a callable taking Trainer features tagged with their split (`Tagged`). Returns the
-    trained model with its best-by-val weights loaded, and the training figures."""
+    collate: a callable taking Trainer features tagged with their split (`Tagged`). at_last_step:
+    called as (model, log history) with the last step's weights, before the best are loaded; what it
+    returns is the figures' `last_step`. Returns the trained model with its best-by-val weights
+    loaded, and the training figures."""
     log_path, checkpoints, best_dir = folder / "train_log.jsonl", folder / "checkpoints", folder / "best"
     steps_per_epoch = max(1, -(-len(train) // spec.positives_per_batch))
     resume = resumable(checkpoints, spec.key)  # every rank reads it before rank 0 changes anything
@@ -119,6 +121,7 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
         trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     seconds = time.perf_counter() - start
     trainer.flush_step_log()
+    last = at_last_step(trainer.model, trainer.state.log_history) if at_last_step is not None else None
     best = keep_best.load_into(trainer.model)
     seen = _examples_seen(len(train), spec.positives_per_batch, steps_per_epoch, collate.examples_per_positive)
     history = trainer.state.log_history
@@ -137,6 +140,7 @@ def fit(model, train: PairDataset, val: PairDataset, collate, spec: TrainSpec, f
         "epochs": round(float(trainer.state.epoch or 0), 4),
         "max_epochs": spec.epochs,
         "resumed_from": resume.name if resume else None,
+        **({"last_step": last} if last is not None else {}),
     }
     if trainer.is_world_process_zero():
         for leftover in (checkpoints, best_dir):

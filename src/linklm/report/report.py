@@ -20,7 +20,7 @@ from linklm.artifacts import RESULTS_SHAPE, read_json
 from linklm.config import LLM_KINDS
 from linklm.errors import UserError
 from linklm.io import atomic_path
-from linklm.report import plots
+from linklm.report import cold, plots
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -39,7 +39,12 @@ def build_report(run_dir: str | Path) -> Path:
     sweep = run_dir / "sweep" / "sweep.json"
     if sweep.is_file():  # the verdict also gives the sweep's answer
         results["sweep_answer"] = json.loads(sweep.read_text()).get("answer", "")
-    sections = [_summary(results, models), *_ranking_section(results, models)]
+    sections = [
+        _summary(results, models),
+        *cold.cold_items_section(results, _table),
+        *cold.fused_section(results, _table),
+        *_ranking_section(results, models),
+    ]
     images = _model_figures(run_dir, models)
     later_sections, later_images = _sweep_and_explain(run_dir)
     md, page = _render(run_dir, results, sections + later_sections, images + later_images)
@@ -272,24 +277,32 @@ def _ranking_section(results: dict, models: dict) -> list[tuple[str, str]]:
     """Top-k figures (experiment/ranking.py): every model on the same sampled candidates, and the
     GNN's full ranking over all movies. Empty when the run computed none."""
     gnn = results.get("gnn", {}).get("ranking", {})
+    ease = results.get("baselines", {}).get("ease", {}).get("ranking", {})
     entries = {"popularity (baseline)": results.get("baselines", {}).get("popularity", {}).get("ranking"),
-               "gnn": gnn.get("sampled"), **{k: m.get("ranking") for k, m in models.items()}}  # fmt: skip
+               "ease (baseline)": ease.get("sampled"), "gnn": gnn.get("sampled"),
+               **{k: m.get("ranking") for k, m in models.items()}}  # fmt: skip
     full = [f"{m}@{k}" for m in ("recall", "ndcg", "map") for k in (10, 20)]
-    rows = {name: [name, _fmt(e.get("hr@10")), _fmt(e.get("ndcg@10"))] + [""] * len(full)
+    rows = {name: [name, _with_se(e, "hr@10"), _with_se(e, "ndcg@10")] + [""] * len(full)
             for name, e in entries.items() if e}  # fmt: skip
-    if "recall@10" in gnn:
-        rows.setdefault("gnn", ["gnn", "", ""] + [""] * len(full))[3:] = [_fmt(gnn.get(key)) for key in full]
+    for name, entry in (("ease (baseline)", ease.get("full", {})), ("gnn", gnn)):
+        if "recall@10" in entry:
+            rows.setdefault(name, [name, "", ""] + [""] * len(full))[3:] = [_fmt(entry.get(key)) for key in full]
     if not rows:
         return []
-    parts = [f"HR@10 and NDCG@10: one test movie of each of {e['users']} test users among {e['candidates']} "
-             "candidates (the others: movies the user never rated), the same for every model."
+    parts = [f"HR@10 and NDCG@10 (± standard error over users): one test movie of each of {e['users']} test users "
+             f"among {e['candidates']} candidates (the others: movies the user never rated), the same for every model."
              for e in [next((e for e in entries.values() if e), None)] if e]  # fmt: skip
     if "recall@10" in gnn:
-        parts.append(f"Full ranking (GNN): all test movies of each of {gnn['users']} test users among all movies "
-                     "but their train and val ones.")  # fmt: skip
+        parts.append(f"Full ranking (GNN and EASE): all test movies of each of {gnn['users']} test users among all "
+                     "movies but their train and val ones.")  # fmt: skip
     text = " ".join(parts)
     md_table, html_table = _table(["model", "HR@10", "NDCG@10", *(f"full {k}" for k in full)], list(rows.values()))
     return [(f"## Ranking\n\n{text}\n\n{md_table}", f"<h2>Ranking</h2><p>{html.escape(text)}</p>{html_table}")]
+
+
+def _with_se(entry: dict, key: str) -> str:
+    se = entry.get(f"{key}_se")
+    return _fmt(entry.get(key)) + (f" ± {se:.3f}" if isinstance(se, float) and np.isfinite(se) else "")
 
 
 def _warm_cold_cell(entry: dict) -> str:
