@@ -132,7 +132,8 @@ def test_truncated_zip_leaves_no_extraction(tmp_path):
     "override,key",
     [("gnn.kge_dim=0", "gnn.kge_dim"), ("gnn.epochs=0", "gnn.epochs"), ("llm.models=[vanilla,bert9]", "llm.models"),
      ("data.neg_ratio=-0.5", "data.neg_ratio"), ("llm.batch_size=-4", "llm.batch_size"),
-     ("gnn.device=tpu", "gnn.device")],
+     ("gnn.device=tpu", "gnn.device"), ("data.cold_items=0.75", "data.cold_items"),
+     ("data.negatives=hardest", "data.negatives"), ("llm.item_kge_dropout=1.0", "llm.item_kge_dropout")],
 )  # fmt: skip
 def test_bad_values_name_the_key(capsys, override, key):
     assert main(["run", override]) == 2

@@ -60,6 +60,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
         "warmup_ratio",
         "neg_ratio",
         "item_kge_dropout",
+        "user_features",
         "max_train_pairs",
         "evals_per_epoch",
         "selection_margin",

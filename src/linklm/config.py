@@ -215,6 +215,9 @@ class LLMConfig:
     # (float) share of training pairs whose item KGE is replaced by the vector a held-out item gets
     # (DropoutNet): models reading KGE tables then learn to lean on the text where the graph knows nothing
     item_kge_dropout: float = 0.0
+    # (bool) write the user's features after the user id: MovieLens' age, gender and occupation, or
+    # every column of another dataset's user table. Off: the seed's prompt
+    user_features: bool = False
     max_train_pairs: int = 0  # (int) cap on train positives per epoch (0 = all); for quick runs
     seed: int = 42  # (int) model initialisation, data order and on-the-fly negatives
     checkpoint_every: int = 0  # (int) steps between resumable checkpoints (0 = by time: llm.checkpoint_minutes)

@@ -83,3 +83,33 @@ def test_prompt_writes_the_chosen_number_of_components(tiny, tmp_path):
     extra = full.builder.lengths(src, dst) - short.builder.lengths(src, dst)
     assert short.written_dims == 2 and np.all(extra == 2 * (gen.config.kge_dim - 2))
     assert short.builder.batch(src, dst, "test")["input_ids"].shape[1] == short.builder.lengths(src, dst).max()
+
+
+@pytest.mark.parametrize("kind", ["vanilla", "embedding"])
+def test_user_features_follow_the_user_id_and_tokenise_as_the_string(tokenizer, kind):
+    import pandas as pd
+
+    from linklm.config import DataConfig
+    from linklm.data import BipartiteGraphManager
+
+    rng = np.random.default_rng(0)
+    users = pd.DataFrame({"source_id": np.arange(20), "age": rng.integers(18, 70, 20),
+                          "gender": rng.choice(["M", "F"], 20), "occupation": rng.choice(["writer", "other"], 20),
+                          "zip_code": rng.integers(10000, 99999, 20)})  # fmt: skip
+    items = pd.DataFrame({"target_id": np.arange(15), "title": [f"Movie {i}" for i in range(15)],
+                          "genres": [["Drama"]] * 15})  # fmt: skip
+    edges = pd.DataFrame({"source_id": rng.integers(0, 20, 150), "target_id": rng.integers(0, 15, 150)})
+    ml = BipartiteGraphManager.from_tables(users, items, edges.drop_duplicates(), DataConfig())
+    plain = PromptBuilder(NodeTokens.from_frames(tokenizer, ml.source_df, ml.target_df), kind)
+    builder = PromptBuilder(NodeTokens.from_frames(tokenizer, ml.source_df, ml.target_df, user_features=True), kind)
+    src, dst = np.arange(ml.num_sources), np.arange(ml.num_sources) % ml.num_targets
+    user = ml.source_df.iloc[3]
+    features = f"{user['source_id']}[SEP]{user['age']}[SEP]{user['gender']}[SEP]{user['occupation']}[SEP]"
+    assert builder.text(src, dst, "train")[3].startswith(features)
+    assert builder.text(src, dst, "train")[3].replace(features, f"{user['source_id']}[SEP]", 1) == plain.text(
+        src, dst, "train")[3]  # fmt: skip
+    batch = builder.batch(src, dst, "train")
+    lengths = batch["attention_mask"].sum(1).tolist()
+    for row, ids in enumerate(tokenizer(builder.text(src, dst, "train"))["input_ids"]):
+        assert batch["input_ids"][row, : lengths[row]].tolist() == ids
+    assert (batch["token_type_ids"] == USER).sum() > (plain.batch(src, dst, "train")["token_type_ids"] == USER).sum()

@@ -86,7 +86,7 @@ class LinkClassifier:
         if self.prompt_format != "vanilla" and kge is None:
             raise UserError(f"{type(self).__name__} needs kge= a trained GraphRepresentationGenerator")
         self.tokenizer = load_tokenizer(config.model)
-        self.nodes = NodeTokens.from_frames(self.tokenizer, source_df, target_df)
+        self.nodes = NodeTokens.from_frames(self.tokenizer, source_df, target_df, config.user_features)
         tables = {s: kge.kge_table(s) for s in SPLITS} if kge is not None else None
         if self.prompt_format == "prompt":
             tables = principal_components(tables, config.prompt_kge_dims)

@@ -79,24 +79,13 @@ class NodeTokens:
     field joined to the next by [SEP].
     """
 
-    def __init__(self, tokenizer, source_ids, target_ids, *fields):
+    def __init__(self, tokenizer, source_ids, target_ids, *fields, user_fields=()):
         self.tokenizer = tokenizer
         self.cls_id, self.sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
         self.pad_id, self.mask_id = tokenizer.pad_token_id, tokenizer.mask_token_id
-        user_ids = _tokenize(tokenizer, [str(s) for s in source_ids])
-        self.users = Pieces.from_lists(user_ids, [[USER] * len(x) for x in user_ids])
-        parts = [_tokenize(tokenizer, [str(t) for t in column]) for column in (target_ids, *fields)]
-        movie_ids, movie_types = [], []
-        for pieces in zip(*parts, strict=True):
-            ids, types = list(pieces[0]), [MOVIE] * len(pieces[0])
-            for piece in pieces[1:]:
-                # The [SEP]s inside a movie piece keep the SEP segment, as every other [SEP] does.
-                ids += [self.sep_id, *piece]
-                types += [SEP] + [MOVIE] * len(piece)
-            movie_ids.append(ids)
-            movie_types.append(types)
-        self.movies = Pieces.from_lists(movie_ids, movie_types)
-        self.user_text = [str(s) for s in source_ids]
+        self.users = self._node_pieces([source_ids, *user_fields], USER)
+        self.movies = self._node_pieces([target_ids, *fields], MOVIE)
+        self.user_text = ["[SEP]".join(str(x) for x in row) for row in zip(source_ids, *user_fields, strict=True)]
         self.movie_text = ["[SEP]".join(str(x) for x in row) for row in zip(target_ids, *fields, strict=True)]
         self.number_ids = np.array(
             [ids[0] for ids in _tokenize(tokenizer, [str(i) for i in range(KGE_BINS)])], dtype=np.int64
@@ -105,11 +94,27 @@ class NodeTokens:
         if not all(single):
             raise ValueError("this tokenizer does not hold 0..99 as single tokens; KGE text would cost more")
 
+    def _node_pieces(self, columns: list, segment: int) -> Pieces:
+        """Each node's id and fields, joined by [SEP]s that keep the SEP segment as every other does."""
+        parts = [_tokenize(self.tokenizer, [str(t) for t in column]) for column in columns]
+        all_ids, all_types = [], []
+        for pieces in zip(*parts, strict=True):
+            ids, types = list(pieces[0]), [segment] * len(pieces[0])
+            for piece in pieces[1:]:
+                ids += [self.sep_id, *piece]
+                types += [SEP] + [segment] * len(piece)
+            all_ids.append(ids)
+            all_types.append(types)
+        return Pieces.from_lists(all_ids, all_types)
+
     @classmethod
-    def from_frames(cls, tokenizer, source_df, target_df) -> NodeTokens:
-        """From the manager's tables; the item text is `linklm.data.tables.item_text`'s fields."""
+    def from_frames(cls, tokenizer, source_df, target_df, user_features: bool = False) -> NodeTokens:
+        """From the manager's tables; the item text is `linklm.data.tables.item_text`'s fields, and
+        with `user_features` the user's (`user_feature_columns`) follow the user id."""
         fields = [text.tolist() for _, text in item_text(target_df)]
-        return cls(tokenizer, source_df["source_id"].tolist(), target_df["target_id"].tolist(), *fields)
+        users = [source_df[c].tolist() for c in user_feature_columns(source_df)] if user_features else []
+        return cls(tokenizer, source_df["source_id"].tolist(), target_df["target_id"].tolist(), *fields,
+                   user_fields=users)  # fmt: skip
 
     def kge_pieces(self, bins: np.ndarray, segment: int) -> Pieces:
         """Token pieces of binned KGEs: bins (n, d) ints in [0, KGE_BINS) -> one token per dimension."""
@@ -118,6 +123,17 @@ class NodeTokens:
     def slot(self, n: int, segment: int) -> Pieces:
         """One [MASK] placeholder per node, whose input embedding the KGE replaces."""
         return Pieces.fixed(np.full((n, 1), self.mask_id, dtype=np.int64), segment)
+
+
+MOVIELENS_USER_FEATURES = ("age", "gender", "occupation")
+
+
+def user_feature_columns(source_df) -> list[str]:
+    """What llm.user_features writes after the user id: MovieLens' age, gender and occupation, or
+    every column of another dataset's user table."""
+    if all(c in source_df.columns for c in MOVIELENS_USER_FEATURES):
+        return list(MOVIELENS_USER_FEATURES)
+    return [c for c in source_df.columns if c not in ("source_idx", "source_id")]
 
 
 def principal_components(tables: dict, dims: int) -> dict:
