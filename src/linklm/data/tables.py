@@ -281,6 +281,7 @@ def fixed_negatives(source_idx, target_idx, n_sources: int, n_targets: int, spli
     rng = np.random.default_rng([cfg.seed, 1])
     cold = np.zeros(n_targets, dtype=bool) if cold is None else cold
     groups = [(~cold, cfg.negatives == "popularity"), (cold, False)]
+    degree = np.bincount(target_idx[split == 0], minlength=n_targets) if cfg.negatives == "popularity" else None
     parts = []
     for items, by_degree in groups:
         mine = items[target_idx]
@@ -289,7 +290,6 @@ def fixed_negatives(source_idx, target_idx, n_sources: int, n_targets: int, spli
             continue
         pool, weights = None, None
         if cold.any() or by_degree:
-            degree = np.bincount(target_idx[split == 0], minlength=n_targets)
             pool = np.flatnonzero(items & (degree > 0)) if by_degree else np.flatnonzero(items)
             weights = degree[pool] if by_degree else None
         src, dst = sample_negatives(n_sources, n_targets, keys, sum(counts), rng, targets=pool, weights=weights)

@@ -22,26 +22,29 @@ from linklm.evaluate import evaluate_scores
 WARM_DEGREE = 3
 
 
-def test_pairs(manager) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """source_idx, target_idx, labels of the test pairs, in llm_df order (as every model's predictions)."""
-    test = (manager.llm_df["split"] == "test").to_numpy()
-    idx = manager.llm_index[test]
+def test_pairs(manager, split: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """source_idx, target_idx, labels of the test pairs (or another split's fixed pairs), in llm_df
+    order (as every model's predictions)."""
+    rows = (manager.llm_df["split"] == split).to_numpy()
+    idx = manager.llm_index[rows]
     return (idx["source_idx"].to_numpy(), idx["target_idx"].to_numpy(),
-            manager.llm_df.loc[test, "labels"].to_numpy())  # fmt: skip
+            manager.llm_df.loc[rows, "labels"].to_numpy())  # fmt: skip
+
+
+def floor_scores(manager, src: np.ndarray, dst: np.ndarray) -> dict[str, np.ndarray]:
+    """The floors' scores of pairs: log(1 + deg u) + log(1 + deg m), and deg m (train degrees)."""
+    users, movies = manager.train_degrees
+    return {"preferential_attachment": np.log1p(users[src]) + np.log1p(movies[dst]),
+            "popularity": movies[dst].astype(np.float64)}  # fmt: skip
 
 
 def floors(manager, ranking_users: int = 0, pairs=None) -> dict[str, dict[str, Any]]:
     """Test AUC of scores that need no training: log(1 + deg u) + log(1 + deg m), and deg m; with
     `ranking_users`, popularity's HR@10 / NDCG@10 on the sampled candidates (`ranking`). `pairs`
     (source_idx, target_idx, labels): score those test pairs instead of all of them."""
-    users, movies = manager.train_degrees
     src, dst, labels = test_pairs(manager) if pairs is None else pairs
-    scores = {
-        "preferential_attachment": np.log1p(users[src]) + np.log1p(movies[dst]),
-        "popularity": movies[dst].astype(np.float64),
-    }
     out = {}
-    for name, s in scores.items():
+    for name, s in floor_scores(manager, src, dst).items():
         out[name] = {"test_auc": evaluate_scores(labels, s)["auc"], **warm_cold(manager, src, dst, labels, s)}
     if ranking_users > 0:
         from linklm.experiment.ranking import popularity_ranking
@@ -103,24 +106,26 @@ def cold_items_summary(run_dir, manager) -> dict[str, Any]:
     base = _test_scores(run_dir, manager, strongest)
     cold = manager.cold_items[base["target_idx"].to_numpy()]
     keys = ["source_idx", "target_idx"]
+    models = results.get("models", {})
     for kind in ("fused", "fused_text", "fused_kge", "embedding_frozen"):
         path = run_dir / "models" / kind / "test_predictions.parquet"
         if kind not in auc or not path.is_file():
             continue
         both = base[cold].merge(pd.read_parquet(path), on=keys, suffixes=("_base", ""))
         gain = paired_auc_gain(both["label"], both["score"], both["score_base"], both["source_idx"])
-        out[f"{kind}_vs_strongest"] = {"model": kind, "base": strongest, **gain}
+        # as margins' entries: one seed, and how far each model trained (null: needs no training)
+        out[f"{kind}_vs_strongest"] = {"model": kind, "base": strongest, **gain, "seeds": 1,
+                                       "model_stopped": models[kind].get("stopped"),
+                                       "base_stopped": models.get(strongest, {}).get("stopped")}  # fmt: skip
+    out["stopped"] = {name: models[name].get("stopped") for name in auc if name in models}
     return out
 
 
 def _test_scores(run_dir, manager, name: str) -> pd.DataFrame:
     """The test predictions of a model, GNN or floor of the run, as (source_idx, target_idx, label, score)."""
     if name in ("preferential_attachment", "popularity"):
-        users, movies = manager.train_degrees
         src, dst, labels = test_pairs(manager)
-        score = movies[dst].astype(np.float64)
-        if name == "preferential_attachment":
-            score = np.log1p(users[src]) + np.log1p(score)
+        score = floor_scores(manager, src, dst)[name]
         return pd.DataFrame({"source_idx": src, "target_idx": dst, "label": labels, "score": score})
     files = {"gnn": "gnn_test_predictions.parquet", "gnn_sage": "gnn_sage_test_predictions.parquet",
              "ease": "ease_test_predictions.parquet"}  # fmt: skip

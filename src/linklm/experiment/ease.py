@@ -39,12 +39,14 @@ def ease(manager, ranking_users: int = 0, predictions_path=None) -> dict[str, An
         return {"skipped": f"{n_items:,} items: EASE's item x item matrix exceeds {MAX_ITEMS:,}"}
     gram = _rows(manager, "train")
     gram = (gram.T @ gram).toarray().astype(np.float64)
-    val_src, val_dst, val_labels = _pairs(manager, "val")
+    val_src, val_dst, val_labels = baselines.test_pairs(manager, "val")
     x_val = _rows(manager, "val")
-    by_lambda = {lam: evaluate_scores(val_labels, score_pairs(x_val, weights(gram, lam), val_src, val_dst))["auc"]
-                 for lam in LAMBDAS}  # fmt: skip
-    lam = max(LAMBDAS, key=lambda value: by_lambda[value])  # the first listed wins a tie
-    b = weights(gram, lam)
+    by_lambda, lam, b = {}, None, None
+    for value in LAMBDAS:  # the first listed wins a tie
+        candidate = weights(gram, value)
+        by_lambda[value] = evaluate_scores(val_labels, score_pairs(x_val, candidate, val_src, val_dst))["auc"]
+        if lam is None or by_lambda[value] > by_lambda[lam]:
+            lam, b = value, candidate
     x_test = _rows(manager, "test")
     src, dst, labels = baselines.test_pairs(manager)
     scores = score_pairs(x_test, b, src, dst)
@@ -84,12 +86,6 @@ def _rows(manager, split: str) -> sp.csr_matrix:
     src, dst = manager.message_passing_index(split)
     data = np.ones(len(src), dtype=np.float64)
     return sp.csr_matrix((data, (src, dst)), shape=(manager.num_sources, manager.num_targets))
-
-
-def _pairs(manager, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rows = (manager.llm_df["split"] == split).to_numpy()
-    idx = manager.llm_index[rows]
-    return idx["source_idx"].to_numpy(), idx["target_idx"].to_numpy(), manager.llm_df.loc[rows, "labels"].to_numpy()
 
 
 def _ranking(manager, x_test: sp.csr_matrix, b: np.ndarray, users: int, ranking) -> dict[str, Any]:

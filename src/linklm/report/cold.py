@@ -12,6 +12,13 @@ def _fmt(x: Any) -> str:
     return f"{x:.4f}" if isinstance(x, float) else ("" if x is None else str(x))
 
 
+_STATES = {
+    "budget": "capped by the budget, val still improving",
+    "converged": "converged on val",
+    None: "needs no training",
+}
+
+
 def _entries(results: dict) -> dict[str, dict]:
     out = {f"{name} (baseline)": e for name, e in results.get("baselines", {}).items() if isinstance(e, dict)}
     if "gnn" in results:
@@ -31,14 +38,19 @@ def cold_items_section(results: dict, table) -> list[tuple[str, str]]:
     winner, strongest = summary["winner"], summary.get("strongest_baseline")
     others = [v for k, v in auc.items() if k != winner]
     lead = f"{auc[winner] - max(others):+.4f} over the next best" if others else "alone"
-    parts = [f"On held-out items, {winner} wins: test AUC {auc[winner]:.4f} on their pairs, {lead}."]
+    stopped = summary.get("stopped", {})
+    parts = [
+        f"On held-out items, {winner} wins: test AUC {auc[winner]:.4f} on their pairs, {lead} (one seed; "
+        f"{_STATES.get(stopped.get(winner), stopped.get(winner))})."
+    ]
     fused = summary.get("fused_vs_strongest")
     if fused:
         lo, hi = fused["ci95"]
         parts.append(f"The fused model scores {auc['fused']:.4f} there, {fused['auc_gain']:+.4f} [{lo:+.4f}, "
                      f"{hi:+.4f}] over the strongest of the GNN, the inductive GraphSAGE, vanilla and the floors "
                      f"({strongest}, {auc[strongest]:.4f}); the interval resamples the test users of one "
-                     "seed.")  # fmt: skip
+                     f"seed (fused: {_STATES.get(fused.get('model_stopped'))}; {strongest}: "
+                     f"{_STATES.get(fused.get('base_stopped'))}).")  # fmt: skip
     parts.append("A held-out item has no train edge and passes no message in any split; its val and test pairs "
                  "are its ratings against as many non-edges among the held-out items.")  # fmt: skip
     rows = []
