@@ -159,7 +159,7 @@ def test_same_pairs_scores_floors_and_gnns_on_the_classifiers_pairs(tmp_path):
 
     rng = np.random.default_rng(0)
     users, movies = rng.integers(0, 20, 8), rng.integers(0, 30, 6)  # train degrees
-    manager = SimpleNamespace(train_degrees=(users, movies))
+    manager = SimpleNamespace(train_degrees=(users, movies), cold_items=np.zeros(6, dtype=bool))  # none held out
     every = pd.DataFrame({"source_idx": np.repeat(np.arange(8), 6), "target_idx": np.tile(np.arange(6), 8)})
     every["label"] = rng.integers(0, 2, len(every))
     every["score"] = rng.random(len(every))
